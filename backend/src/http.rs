@@ -1,0 +1,293 @@
+//! The HTTP API as one axum [`Router`], served by both the local server and the Lambda.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /tokens[?ttl=SECONDS]` | `200` [`IssueResponse`]; `400` for a bad `ttl` |
+//! | `POST /tokens` `{"token": "..."}` | `200` [`ValidateResponse`] (`isValid` true or false) |
+//! | `GET /health` | `200 {"status": "ok"}` |
+//!
+//! Every error answer (`4xx`, `5xx`) has the [`ValidateResponse`] shape with `isValid: false`,
+//! a message and a `reason`, so clients read one shape. Handlers only translate between the
+//! `shared` wire types and [`TokenService`]; [`ApiError`] is the one place errors become status
+//! codes. Every API answer carries `Cache-Control: no-store` (RFC 9111 section 5.2.2.5): a
+//! cached `GET /tokens` would hand one token to two people.
+
+use crate::store::StoreError;
+use crate::tokens::{IssueError, TokenService, ValidateError};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use shared::{IssueResponse, MAX_BODY_BYTES, Reason, ValidateRequest, ValidateResponse};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// Browser origins allowed to call the API cross-origin (CORS), e.g. the S3/CloudFront site.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Same-origin only: no CORS headers are sent.
+    #[default]
+    None,
+    /// Any origin (`*`). Safe here because the API uses no cookies or credentials.
+    Any,
+    /// These exact origins, e.g. `https://d111111abcdef8.cloudfront.net`.
+    List(Vec<HeaderValue>),
+}
+
+impl AllowedOrigins {
+    /// Parses a comma-separated list: empty means [`AllowedOrigins::None`], `*` means any.
+    ///
+    /// # Errors
+    /// A message naming an entry that is not a valid header value.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let entries: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        if entries.is_empty() {
+            return Ok(Self::None);
+        }
+        if entries.contains(&"*") {
+            return Ok(Self::Any);
+        }
+        entries
+            .iter()
+            .map(|e| HeaderValue::from_str(e).map_err(|_| format!("invalid CORS origin {e:?}")))
+            .collect::<Result<_, _>>()
+            .map(Self::List)
+    }
+}
+
+/// The API router: routes, body limit, `Cache-Control: no-store`, CORS and JSON fallbacks.
+/// The local server adds the UI as its fallback service.
+pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
+    let router = Router::new()
+        .route("/tokens", get(issue).post(validate))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(service);
+    let cors = match origins {
+        AllowedOrigins::None => return router,
+        AllowedOrigins::Any => AllowOrigin::any(),
+        AllowedOrigins::List(list) => AllowOrigin::list(list.iter().cloned()),
+    };
+    router.layer(
+        CorsLayer::new()
+            .allow_origin(cors)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Query of `GET /tokens`.
+#[derive(Debug, Deserialize)]
+struct IssueParams {
+    /// Lifetime in seconds.
+    ttl: Option<u64>,
+}
+
+async fn issue(
+    State(service): State<Arc<TokenService>>,
+    params: Result<Query<IssueParams>, QueryRejection>,
+) -> Result<Json<IssueResponse>, ApiError> {
+    let max = service.lifetimes().max_secs();
+    let ttl = params
+        .map_err(|_| ApiError::BadRequest(ttl_message(max)))?
+        .0
+        .ttl;
+    let issued = service.issue(ttl).await?;
+    Ok(Json(IssueResponse {
+        token: issued.token,
+        expiration: rfc3339(issued.claims.exp)?,
+    }))
+}
+
+fn ttl_message(max: u64) -> String {
+    IssueError::LifetimeOutOfRange { max }.to_string()
+}
+
+/// Formats epoch seconds as RFC 3339 UTC, e.g. `2026-11-29T17:00:00Z`.
+fn rfc3339(epoch_seconds: i64) -> Result<String, ApiError> {
+    OffsetDateTime::from_unix_timestamp(epoch_seconds)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .ok_or(ApiError::Internal("expiry out of the RFC 3339 range"))
+}
+
+/// Reads the body as JSON whatever its `Content-Type` says (the original service's clients send
+/// none, `text/plain`, or `application/json`), so a client gets a clear 400, never a 415.
+async fn validate(
+    State(service): State<Arc<TokenService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ValidateResponse>, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest("the request body could not be read".into()),
+    })?;
+    let request: ValidateRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            r#"the body must be JSON of the form {{"token": "<JWT>"}} ({})"#,
+            e.classify_message()
+        ))
+    })?;
+    let refused = |reason, e: ValidateError| Json(ValidateResponse::refused(reason, e.to_string()));
+    Ok(match service.validate(&request.token).await {
+        Ok(_) => Json(ValidateResponse::valid(
+            "Token is valid and has now been used",
+        )),
+        Err(e @ ValidateError::AlreadyUsed) => refused(Reason::AlreadyUsed, e),
+        Err(e @ ValidateError::Expired) => refused(Reason::Expired, e),
+        Err(e @ ValidateError::InvalidSignature) => refused(Reason::InvalidSignature, e),
+        Err(e @ ValidateError::Malformed(_)) => refused(Reason::MalformedToken, e),
+        Err(ValidateError::Store(e)) => return Err(e.into()),
+    })
+}
+
+/// A short, client-safe description of a JSON error: its category and position.
+trait ClassifyMessage {
+    fn classify_message(&self) -> String;
+}
+
+impl ClassifyMessage for serde_json::Error {
+    fn classify_message(&self) -> String {
+        use serde_json::error::Category;
+        let what = match self.classify() {
+            Category::Io | Category::Eof => "it ends too early",
+            Category::Syntax => "it is not valid JSON",
+            Category::Data => "token must be a string",
+        };
+        format!("{what}, at line {} column {}", self.line(), self.column())
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Every way a request can fail, mapped to status and body in one place ([`IntoResponse`]).
+/// Internal causes are logged here, once, and never sent to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; the text says how (it describes only the client's input).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 413: the body is larger than [`MAX_BODY_BYTES`].
+    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    /// 404: no such route.
+    #[error("no such endpoint; the API is GET /tokens, POST /tokens and GET /health")]
+    NotFound,
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed; the API is GET /tokens, POST /tokens and GET /health")]
+    MethodNotAllowed,
+    /// 503: the token store is unavailable.
+    #[error("the token store is unavailable, try again shortly")]
+    Unavailable(#[source] StoreError),
+    /// 500: anything else; the cause is logged.
+    #[error("internal error")]
+    Internal(&'static str),
+    /// 500: a store failure that is not unavailability.
+    #[error("internal error")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable(e),
+            StoreError::Duplicate | StoreError::Internal(_) => Self::Store(e),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::LifetimeOutOfRange { .. } => Self::BadRequest(e.to_string()),
+            IssueError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, reason) = match &self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, Reason::BadRequest),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Reason::PayloadTooLarge),
+            Self::NotFound => (StatusCode::NOT_FOUND, Reason::BadRequest),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, Reason::BadRequest),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Reason::Unavailable),
+            Self::Internal(_) | Self::Store(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Reason::Internal)
+            }
+        };
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        }
+        let mut response = (
+            status,
+            Json(ValidateResponse::refused(reason, self.to_string())),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_origins_parse_from_a_comma_separated_list() {
+        assert_eq!(AllowedOrigins::parse("").unwrap(), AllowedOrigins::None);
+        assert_eq!(AllowedOrigins::parse(" , ").unwrap(), AllowedOrigins::None);
+        assert_eq!(
+            AllowedOrigins::parse("https://a.example, *").unwrap(),
+            AllowedOrigins::Any
+        );
+        assert_eq!(
+            AllowedOrigins::parse("https://a.example, http://localhost:8080").unwrap(),
+            AllowedOrigins::List(vec![
+                HeaderValue::from_static("https://a.example"),
+                HeaderValue::from_static("http://localhost:8080"),
+            ])
+        );
+        assert!(AllowedOrigins::parse("https://a.example\n").is_ok());
+        assert!(AllowedOrigins::parse("bad\u{7f}origin").is_err());
+    }
+
+    #[test]
+    fn expirations_are_rfc3339_utc() {
+        assert_eq!(rfc3339(1_800_000_000).unwrap(), "2027-01-15T08:00:00Z");
+        assert!(rfc3339(i64::MAX).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! The one-time token service.
+//!
+//! - [`tokens`]: the use cases, issue and validate, written against a [`store::TokenStore`], a
+//!   [`keys::SigningKey`] and a [`clock::Clock`]; they know nothing of HTTP or AWS.
+//! - [`store`]: where issued tokens wait to be used: the store trait, its conformance suite and
+//!   its implementations.
+//! - [`http`]: the axum router that translates between the `shared` wire types and the use
+//!   cases; the local server and the Lambda entry point both serve it.
+//! - [`server`]: configuration and start-up of the local server binary `token-service`.
+
+pub mod clock;
+pub mod http;
+pub mod keys;
+pub mod server;
+pub mod store;
+pub mod tokens;

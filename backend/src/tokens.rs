@@ -1,0 +1,539 @@
+//! The two use cases: issue a one-time token, and validate (consume) one.
+//!
+//! A token is a compact JWS (RFC 7515) signed with HS256 (RFC 7518 section 3.2) whose claims are
+//! `uuid` (a random UUID v4, the token's identity), `iat` and `exp` (epoch seconds, RFC 7519
+//! sections 4.1.6 and 4.1.4). Its record (uuid and expiry) is stored before the token is handed
+//! out; validation checks the signature and claims first, following RFC 8725, and only then
+//! consumes the record, so a forged token never reaches the store.
+//!
+//! Nothing here knows about HTTP or AWS; time comes from an injected [`Clock`].
+
+use crate::clock::Clock;
+use crate::keys::SigningKey;
+use crate::store::{Consumed, StoreError, TokenRecord, TokenStore};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Default token lifetime: 8 hours, in seconds.
+pub const DEFAULT_LIFETIME_SECS: u64 = 8 * 60 * 60;
+/// Default longest lifetime a caller may ask for: 7 days, in seconds.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 7 * 24 * 60 * 60;
+/// Longest token accepted for validation, in bytes; an issued token is about 150.
+pub const MAX_TOKEN_BYTES: usize = 1024;
+
+/// The claims of a token (RFC 7519 section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The token's identity: a random UUID v4, the key of its stored record.
+    pub uuid: Uuid,
+    /// Issued at, epoch seconds (RFC 7519 section 4.1.6).
+    pub iat: i64,
+    /// Expiration time, epoch seconds (RFC 7519 section 4.1.4): valid while `now < exp`.
+    pub exp: i64,
+    /// Not before, epoch seconds (RFC 7519 section 4.1.5). Never issued; honoured if present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+}
+
+/// How long tokens live, in seconds: the default, and the most a caller may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    default: u64,
+    max: u64,
+}
+
+impl Lifetimes {
+    /// Lifetimes of `default` and at most `max` seconds.
+    ///
+    /// # Errors
+    /// A message if `default` is 0 or greater than `max`.
+    pub fn new(default: u64, max: u64) -> Result<Self, String> {
+        if default == 0 || default > max {
+            return Err(format!(
+                "the default lifetime ({default} s) must be between 1 s and the maximum ({max} s)"
+            ));
+        }
+        Ok(Self { default, max })
+    }
+
+    /// The default lifetime, seconds.
+    pub fn default_secs(&self) -> u64 {
+        self.default
+    }
+
+    /// The longest lifetime, seconds.
+    pub fn max_secs(&self) -> u64 {
+        self.max
+    }
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            default: DEFAULT_LIFETIME_SECS,
+            max: DEFAULT_MAX_LIFETIME_SECS,
+        }
+    }
+}
+
+/// A token just issued and stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The compact JWS to hand to the user.
+    pub token: String,
+    /// Its claims.
+    pub claims: Claims,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("token", &"<redacted>")
+            .field("claims", &self.claims)
+            .finish()
+    }
+}
+
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The requested lifetime is outside `1..=max` seconds.
+    #[error("ttl must be a whole number of seconds from 1 to {max}")]
+    LifetimeOutOfRange {
+        /// The longest lifetime allowed, seconds.
+        max: u64,
+    },
+    /// The record could not be stored, so no token was handed out.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Why a token was not accepted. Every variant but `Store` is the token's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// Genuine and unexpired, but its record is gone: it was used before.
+    #[error("Token has already been used")]
+    AlreadyUsed,
+    /// Its `exp` has passed.
+    #[error("Token has expired")]
+    Expired,
+    /// The signature does not verify with our key: forged or altered.
+    #[error("Token signature is invalid")]
+    InvalidSignature,
+    /// Not a well-formed HS256 JWT with our claims; the text says what is wrong.
+    #[error("Token is malformed: {0}")]
+    Malformed(&'static str),
+    /// The store could not be asked; whether the token is valid is unknown.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Issues and validates tokens.
+pub struct TokenService {
+    store: Arc<dyn TokenStore>,
+    clock: Arc<dyn Clock>,
+    lifetimes: Lifetimes,
+    key: SigningKey,
+    validation: Validation,
+}
+
+impl TokenService {
+    /// A service signing with `key`, keeping records in `store`, reading time from `clock`.
+    pub fn new(
+        key: &SigningKey,
+        store: Arc<dyn TokenStore>,
+        clock: Arc<dyn Clock>,
+        lifetimes: Lifetimes,
+    ) -> Self {
+        // Only HS256 (RFC 8725 section 3.1). Time claims are checked below against the injected
+        // clock with zero leeway, so the library's own wall-clock checks are off.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["exp"]);
+        Self {
+            store,
+            clock,
+            lifetimes,
+            key: key.clone(),
+            validation,
+        }
+    }
+
+    /// The lifetimes this service issues with.
+    pub fn lifetimes(&self) -> Lifetimes {
+        self.lifetimes
+    }
+
+    /// Issues a token living `ttl` seconds (default: the configured default lifetime). The
+    /// record is durably stored before the token is returned.
+    ///
+    /// # Errors
+    /// [`IssueError::LifetimeOutOfRange`] for `ttl` outside `1..=max`; [`IssueError::Store`] if
+    /// the record could not be stored (then no token exists).
+    pub async fn issue(&self, ttl: Option<u64>) -> Result<Issued, IssueError> {
+        let ttl = ttl.unwrap_or(self.lifetimes.default);
+        if ttl == 0 || ttl > self.lifetimes.max {
+            return Err(IssueError::LifetimeOutOfRange {
+                max: self.lifetimes.max,
+            });
+        }
+        let iat = self.clock.now();
+        let claims = Claims {
+            uuid: Uuid::new_v4(),
+            iat,
+            exp: iat + ttl as i64,
+            nbf: None,
+        };
+        let header = Header {
+            typ: Some("JWT".into()),
+            ..Header::new(Algorithm::HS256)
+        };
+        let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
+            .map_err(|e| IssueError::Store(StoreError::Internal(e.into())))?;
+        self.store
+            .insert(TokenRecord {
+                uuid: claims.uuid,
+                expiry: claims.exp,
+            })
+            .await
+            .map_err(IssueError::Store)?;
+        Ok(Issued { token, claims })
+    }
+
+    /// Validates `token` and, if it is genuine and unexpired, consumes it: this call is its
+    /// single use. Returns its claims.
+    ///
+    /// # Errors
+    /// A [`ValidateError`] saying why the token is refused, or `Store` if the store failed.
+    pub async fn validate(&self, token: &str) -> Result<Claims, ValidateError> {
+        let claims = self.verify(token)?;
+        match self.store.consume(claims.uuid, self.clock.now()).await {
+            Ok(Consumed::Consumed) => Ok(claims),
+            Ok(Consumed::NotFound) => Err(ValidateError::AlreadyUsed),
+            Ok(Consumed::Expired) => Err(ValidateError::Expired),
+            Err(e) => Err(ValidateError::Store(e)),
+        }
+    }
+
+    /// Checks signature and claims without touching the store.
+    fn verify(&self, token: &str) -> Result<Claims, ValidateError> {
+        use ValidateError::Malformed;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Malformed("longer than any token this service issues"));
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => ValidateError::InvalidSignature,
+                ErrorKind::InvalidAlgorithm
+                | ErrorKind::MissingAlgorithm
+                | ErrorKind::UnsupportedAlgorithm
+                | ErrorKind::InvalidAlgorithmName => Malformed("the algorithm must be HS256"),
+                ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+                    Malformed("claims must be uuid, iat and exp")
+                }
+                ErrorKind::InvalidAudience
+                | ErrorKind::InvalidIssuer
+                | ErrorKind::InvalidSubject => Malformed("unexpected aud, iss or sub claim"),
+                _ => Malformed("not a compact JWS with a JSON header and claims"),
+            })?;
+        // RFC 8725 section 3.11: explicit typing; we only issue `JWT` (or no `typ`).
+        if data
+            .header
+            .typ
+            .as_deref()
+            .is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(Malformed("typ must be JWT"));
+        }
+        let (claims, now) = (data.claims, self.clock.now());
+        if now >= claims.exp {
+            return Err(ValidateError::Expired);
+        }
+        if claims.iat > now || claims.nbf.is_some_and(|nbf| nbf > now) {
+            return Err(Malformed("issued in the future"));
+        }
+        if claims.exp - now > self.lifetimes.max as i64 || claims.iat >= claims.exp {
+            return Err(Malformed("lifetime is longer than this service issues"));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::embedded::EmbeddedStore;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+    const KEY: &[u8] = b"test-key-test-key-test-key-test-key!";
+
+    struct Fixture {
+        service: TokenService,
+        clock: Arc<ManualClock>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path().join("t.redb")).unwrap());
+        let clock = Arc::new(ManualClock::at(NOW));
+        let key = SigningKey::parse(KEY).unwrap();
+        let service = TokenService::new(&key, store, clock.clone(), Lifetimes::default());
+        Fixture {
+            service,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    /// Signs `claims` with `header` and `key`, bypassing the service (an attacker's token, or
+    /// ours with claims we would never issue).
+    fn sign(header: serde_json::Value, claims: serde_json::Value, key: &[u8]) -> String {
+        use hmac::{Hmac, KeyInit, Mac};
+        let message = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(message.as_bytes());
+        format!("{message}.{}", B64.encode(mac.finalize().into_bytes()))
+    }
+
+    fn hs256() -> serde_json::Value {
+        json!({"alg": "HS256", "typ": "JWT"})
+    }
+
+    #[tokio::test]
+    async fn an_issued_token_carries_uuid_iat_and_an_8_hour_exp() {
+        let f = fixture();
+        let issued = f.service.issue(None).await.unwrap();
+        assert_eq!(issued.claims.iat, NOW);
+        assert_eq!(issued.claims.exp, NOW + 8 * 3600);
+        assert_eq!(issued.claims.uuid.get_version_num(), 4);
+        let header = jsonwebtoken::decode_header(&issued.token).unwrap();
+        assert_eq!(
+            (header.alg, header.typ.as_deref()),
+            (Algorithm::HS256, Some("JWT"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_cannot_be_validated_twice() {
+        let f = fixture();
+        let issued = f.service.issue(None).await.unwrap();
+        assert_eq!(
+            f.service.validate(&issued.token).await.unwrap(),
+            issued.claims
+        );
+        assert!(matches!(
+            f.service.validate(&issued.token).await,
+            Err(ValidateError::AlreadyUsed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_token_is_valid_until_the_second_before_exp() {
+        let f = fixture();
+        let (a, b) = (
+            f.service.issue(Some(60)).await.unwrap(),
+            f.service.issue(Some(60)).await.unwrap(),
+        );
+        f.clock.set(NOW + 59);
+        assert!(f.service.validate(&a.token).await.is_ok());
+        f.clock.set(NOW + 60);
+        assert!(matches!(
+            f.service.validate(&b.token).await,
+            Err(ValidateError::Expired)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_lifetime_outside_1_to_max_is_refused() {
+        let f = fixture();
+        for ttl in [0, DEFAULT_MAX_LIFETIME_SECS + 1] {
+            assert!(matches!(
+                f.service.issue(Some(ttl)).await,
+                Err(IssueError::LifetimeOutOfRange {
+                    max: DEFAULT_MAX_LIFETIME_SECS
+                })
+            ));
+        }
+        let longest = f
+            .service
+            .issue(Some(DEFAULT_MAX_LIFETIME_SECS))
+            .await
+            .unwrap();
+        assert_eq!(longest.claims.exp, NOW + DEFAULT_MAX_LIFETIME_SECS as i64);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_payload_fails_the_signature_and_leaves_the_token_usable() {
+        let f = fixture();
+        let issued = f.service.issue(None).await.unwrap();
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        let claims = json!({"uuid": issued.claims.uuid, "iat": NOW, "exp": NOW + 999_999});
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(claims.to_string()),
+            parts[2]
+        );
+        assert!(matches!(
+            f.service.validate(&forged).await,
+            Err(ValidateError::InvalidSignature)
+        ));
+        assert!(f.service.validate(&issued.token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_token_signed_with_another_key_is_refused() {
+        let f = fixture();
+        let issued = f.service.issue(None).await.unwrap();
+        let claims = json!({"uuid": issued.claims.uuid, "iat": NOW, "exp": NOW + 60});
+        let forged = sign(hs256(), claims, b"another-key-another-key-another-k");
+        assert!(matches!(
+            f.service.validate(&forged).await,
+            Err(ValidateError::InvalidSignature)
+        ));
+        assert!(f.service.validate(&issued.token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn unsecured_and_substituted_algorithms_are_refused() {
+        let f = fixture();
+        let issued = f.service.issue(None).await.unwrap();
+        let claims = B64
+            .encode(json!({"uuid": issued.claims.uuid, "iat": NOW, "exp": NOW + 60}).to_string());
+        for alg in ["none", "None", "HS384", "HS512", "RS256", "ES256"] {
+            let header = B64.encode(json!({"alg": alg, "typ": "JWT"}).to_string());
+            for signature in ["", "c2ln"] {
+                let token = format!("{header}.{claims}.{signature}");
+                assert!(
+                    matches!(
+                        f.service.validate(&token).await,
+                        Err(ValidateError::Malformed(_))
+                    ),
+                    "alg {alg} signature {signature:?}"
+                );
+            }
+        }
+        assert!(f.service.validate(&issued.token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn missing_or_mistyped_claims_are_malformed_even_when_signed_with_our_key() {
+        let f = fixture();
+        let uuid = Uuid::new_v4().to_string();
+        let cases = [
+            json!({"iat": NOW, "exp": NOW + 60}),
+            json!({"uuid": uuid, "exp": NOW + 60}),
+            json!({"uuid": uuid, "iat": NOW}),
+            json!({"uuid": "not-a-uuid", "iat": NOW, "exp": NOW + 60}),
+            json!({"uuid": uuid, "iat": NOW, "exp": (NOW + 60).to_string()}),
+            json!({"uuid": uuid, "iat": NOW, "exp": 1.5e9}),
+            json!({"uuid": 42, "iat": NOW, "exp": NOW + 60}),
+        ];
+        for claims in cases {
+            let token = sign(hs256(), claims.clone(), KEY);
+            assert!(
+                matches!(
+                    f.service.validate(&token).await,
+                    Err(ValidateError::Malformed(_))
+                ),
+                "{claims}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn time_claims_from_the_future_or_too_far_out_are_refused() {
+        let f = fixture();
+        let uuid = Uuid::new_v4();
+        let max = DEFAULT_MAX_LIFETIME_SECS as i64;
+        let cases = [
+            json!({"uuid": uuid, "iat": NOW + 1, "exp": NOW + 60}),
+            json!({"uuid": uuid, "iat": NOW, "exp": NOW + 60, "nbf": NOW + 1}),
+            json!({"uuid": uuid, "iat": NOW, "exp": NOW + max + 1}),
+        ];
+        for claims in cases {
+            let token = sign(hs256(), claims.clone(), KEY);
+            assert!(
+                matches!(
+                    f.service.validate(&token).await,
+                    Err(ValidateError::Malformed(_))
+                ),
+                "{claims}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_genuine_token_whose_record_is_unknown_counts_as_used() {
+        let f = fixture();
+        let token = sign(
+            hs256(),
+            json!({"uuid": Uuid::new_v4(), "iat": NOW, "exp": NOW + 60}),
+            KEY,
+        );
+        assert!(matches!(
+            f.service.validate(&token).await,
+            Err(ValidateError::AlreadyUsed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_crit_headers_and_foreign_typ_are_refused() {
+        let f = fixture();
+        let claims = json!({"uuid": Uuid::new_v4(), "iat": NOW, "exp": NOW + 60});
+        let headers = [
+            json!({"alg": "HS256", "crit": ["exp"], "exp": 1}),
+            json!({"alg": "HS256", "crit": []}),
+            json!({"alg": "HS256", "typ": "at+jwt"}),
+        ];
+        for header in headers {
+            let token = sign(header.clone(), claims.clone(), KEY);
+            assert!(
+                matches!(
+                    f.service.validate(&token).await,
+                    Err(ValidateError::Malformed(_))
+                ),
+                "{header}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed() {
+        let f = fixture();
+        let long = "a".repeat(MAX_TOKEN_BYTES + 1);
+        for token in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "a.b",
+            "a.b.c.d",
+            "\u{0}",
+            "ä.ö.ü",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(
+                    f.service.validate(token).await,
+                    Err(ValidateError::Malformed(_))
+                ),
+                "{token:?}"
+            );
+        }
+    }
+}
