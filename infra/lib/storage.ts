@@ -1,0 +1,58 @@
+/**
+ * Where tokens and the signing key live: a DynamoDB table holding one item per issued token, and
+ * a Secrets Manager secret holding the signing key. Nothing here grants access; the API construct
+ * grants exactly what the Lambda needs.
+ */
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { contract } from './contract.ts';
+
+/** Length of the generated signing key, in characters of [A-Za-z0-9]: 64 * log2(62) ≈ 381 bits. */
+export const SIGNING_KEY_LENGTH = 64;
+
+export interface TokenStorageProps {
+  /** What `cdk destroy` does with the table (and its tokens). */
+  readonly tableRemovalPolicy: RemovalPolicy;
+}
+
+/** The token table and the signing-key secret. */
+export class TokenStorage extends Construct {
+  /**
+   * On-demand table keyed by `contract.table.partitionKey` (string). DynamoDB TTL deletes items
+   * once `contract.table.ttlAttribute` (epoch seconds) has passed; that is clean-up only, since
+   * TTL deletion can lag by days: the backend checks expiry itself. The physical name is left to
+   * CloudFormation so that a retained table never blocks a redeploy; the Lambda gets it from
+   * its environment.
+   */
+  readonly table: dynamodb.Table;
+
+  /**
+   * The token signing key. Secrets Manager generates it when the stack is first deployed, so it
+   * appears in no template, asset or source file. The Lambda gets only the secret's ARN.
+   */
+  readonly signingKey: secretsmanager.Secret;
+
+  constructor(scope: Construct, id: string, props: TokenStorageProps) {
+    super(scope, id);
+
+    this.table = new dynamodb.Table(this, contract.table.defaultName, {
+      partitionKey: { name: contract.table.partitionKey, type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: contract.table.ttlAttribute,
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: props.tableRemovalPolicy,
+    });
+
+    this.signingKey = new secretsmanager.Secret(this, 'SigningKey', {
+      description: 'One-time-token service: token signing key (generated at deploy time)',
+      generateSecretString: {
+        passwordLength: SIGNING_KEY_LENGTH,
+        excludePunctuation: true,
+        includeSpace: false,
+        requireEachIncludedType: true,
+      },
+    });
+  }
+}
