@@ -1,0 +1,110 @@
+//! Every HTTP call of the UI: `config.json` once at start, then `GET /tokens` and
+//! `POST /tokens` against the chosen [`ApiBase`].
+//!
+//! Each call is aborted after [`TIMEOUT_SECS`], so a silent server shows an error instead of a
+//! button that stays disabled. Status and body are read by [`crate::answer::read_answer`].
+
+use crate::answer::{ApiError, read_answer};
+use crate::api_base::ApiBase;
+use gloo_net::http::{Request, RequestBuilder};
+use gloo_timers::callback::Timeout;
+use serde::de::DeserializeOwned;
+use shared::{IssueResponse, ValidateRequest, ValidateResponse};
+use web_sys::{AbortController, RequestCache};
+
+/// How long a request may take before it is aborted, in seconds.
+pub const TIMEOUT_SECS: u32 = 15;
+
+/// Fetches `config.json` next to `index.html`, bypassing the HTTP cache (it changes per deploy).
+///
+/// Returns its text only for a `2xx` answer; `None` when it is missing or unreachable, which
+/// means "same origin" ([`crate::api_base::choose_api_base`]).
+pub async fn fetch_config() -> Option<String> {
+    let response = Request::get("config.json")
+        .cache(RequestCache::NoStore)
+        .send()
+        .await
+        .ok()?;
+    if !response.ok() {
+        return None;
+    }
+    response.text().await.ok()
+}
+
+/// `GET /tokens[?ttl=SECONDS]`: issues a token.
+///
+/// # Errors
+/// [`ApiError`] for a network failure, a timeout, a refusal (`400` for a lifetime out of range)
+/// or an unreadable answer.
+pub async fn issue(base: &ApiBase, ttl_secs: Option<u64>) -> Result<IssueResponse, ApiError> {
+    let url = base.issue_url(ttl_secs);
+    // The lifetime goes through `query` rather than in the URL: gloo-net 0.6 appends a stray
+    // `&` to a URL that already has a query string.
+    let builder =
+        Request::get(&base.tokens_url()).query(ttl_secs.map(|ttl| ("ttl", ttl.to_string())));
+    send(builder, &url, None).await
+}
+
+/// `POST /tokens` with `{"token": ...}`: validates, and thereby consumes, a token.
+///
+/// A refused token is an `Ok` answer with `is_valid: false`; `Err` means the request itself
+/// failed.
+///
+/// # Errors
+/// As [`issue`].
+pub async fn validate(base: &ApiBase, token: &str) -> Result<ValidateResponse, ApiError> {
+    let url = base.tokens_url();
+    let body = ValidateRequest {
+        token: token.to_owned(),
+    };
+    send(Request::post(&url), &url, Some(&body)).await
+}
+
+async fn send<T: DeserializeOwned>(
+    builder: RequestBuilder,
+    url: &str,
+    json: Option<&ValidateRequest>,
+) -> Result<T, ApiError> {
+    let network = |detail: String| ApiError::Network {
+        url: url.to_owned(),
+        detail,
+    };
+    let controller = AbortController::new().map_err(|e| network(format!("{e:?}")))?;
+    let builder = builder
+        .cache(RequestCache::NoStore)
+        .abort_signal(Some(&controller.signal()));
+    let request = match json {
+        Some(body) => builder.json(body),
+        None => builder.build(),
+    }
+    .map_err(|e| network(e.to_string()))?;
+    let abort = controller.clone();
+    // Dropping the timer cancels it, so a prompt answer is never aborted.
+    let _timer = Timeout::new(TIMEOUT_SECS * 1000, move || abort.abort());
+    let timed_out = || controller.signal().aborted();
+    let response = request.send().await.map_err(|e| {
+        if timed_out() {
+            ApiError::TimedOut {
+                url: url.to_owned(),
+                secs: TIMEOUT_SECS,
+            }
+        } else {
+            network(e.to_string())
+        }
+    })?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| {
+        if timed_out() {
+            ApiError::TimedOut {
+                url: url.to_owned(),
+                secs: TIMEOUT_SECS,
+            }
+        } else {
+            ApiError::Unreadable {
+                status,
+                detail: format!("the body could not be read ({e})"),
+            }
+        }
+    })?;
+    read_answer(status, &text)
+}
