@@ -145,6 +145,16 @@ describe('the token page on its own origin', () => {
 
   test("a lifetime the server refuses shows the server's message", () =>
     withPage(async (page, server) => {
+      const requests = [];
+      page.on('request', (r) => { if (new URL(r.url()).pathname === '/tokens') requests.push(r.url()); });
+      await page.fill('#lifetime', 'ten');
+      await page.click('#issue-button');
+      assert.equal(
+        await page.textContent(sel('lifetime-error')),
+        'Lifetime must be a whole number of seconds (1 or more), or blank for the default.',
+      );
+      assert.deepEqual(requests, [], 'nothing is sent for a lifetime that is not a number');
+
       const direct = await fetch(`${server.url}/tokens?ttl=999999999`);
       assert.equal(direct.status, 400);
       const { message } = await direct.json();
@@ -152,11 +162,16 @@ describe('the token page on its own origin', () => {
       await page.click('#issue-button');
       const error = await page.waitForSelector(sel('issue-error'));
       assert.equal(await error.textContent(), `The server refused the request (HTTP 400): ${message}`);
+      assert.equal(await page.textContent(sel('lifetime-error')), '');
       assert.equal(await page.$(sel('issued-token')), null);
+      assert.deepEqual(requests, [`${server.url}/tokens?ttl=999999999`]);
     }));
 
   test('a malformed pasted token is shown as invalid with the reason', () =>
     withPage(async (page) => {
+      await page.click('#validate-button');
+      assert.equal(await page.textContent(sel('validate-input-error')), 'Paste a token first.');
+      assert.equal(await page.$(sel('validate-result')), null);
       await page.fill('#validate-token', '  not-a-token\n');
       const result = await validateInUi(page, { valid: false, reason: 'malformed_token' });
       assert.equal(result.verdict, 'Invalid: not a token');

@@ -17,18 +17,13 @@ pub const TIMEOUT_SECS: u32 = 15;
 
 /// Fetches `config.json` next to `index.html`, bypassing the HTTP cache (it changes per deploy).
 ///
-/// Returns its text only for a `2xx` answer; `None` when it is missing or unreachable, which
-/// means "same origin" ([`crate::api_base::choose_api_base`]).
+/// Returns its text only for a `2xx` answer; `None` when it is missing, unreachable or too slow,
+/// which means "same origin" ([`crate::api_base::choose_api_base`]).
 pub async fn fetch_config() -> Option<String> {
-    let response = Request::get("config.json")
-        .cache(RequestCache::NoStore)
-        .send()
-        .await
-        .ok()?;
-    if !response.ok() {
-        return None;
+    match fetch_text(Request::get("config.json"), "config.json", None).await {
+        Ok((200..=299, text)) => Some(text),
+        _ => None,
     }
-    response.text().await.ok()
 }
 
 /// `GET /tokens[?ttl=SECONDS]`: issues a token.
@@ -65,6 +60,16 @@ async fn send<T: DeserializeOwned>(
     url: &str,
     json: Option<&ValidateRequest>,
 ) -> Result<T, ApiError> {
+    let (status, text) = fetch_text(builder, url, json).await?;
+    read_answer(status, &text)
+}
+
+/// Sends a request (uncached, aborted after [`TIMEOUT_SECS`]) and returns status and body text.
+async fn fetch_text(
+    builder: RequestBuilder,
+    url: &str,
+    json: Option<&ValidateRequest>,
+) -> Result<(u16, String), ApiError> {
     let network = |detail: String| ApiError::Network {
         url: url.to_owned(),
         detail,
@@ -81,24 +86,21 @@ async fn send<T: DeserializeOwned>(
     let abort = controller.clone();
     // Dropping the timer cancels it, so a prompt answer is never aborted.
     let _timer = Timeout::new(TIMEOUT_SECS * 1000, move || abort.abort());
-    let timed_out = || controller.signal().aborted();
+    let timed_out = || ApiError::TimedOut {
+        url: url.to_owned(),
+        secs: TIMEOUT_SECS,
+    };
     let response = request.send().await.map_err(|e| {
-        if timed_out() {
-            ApiError::TimedOut {
-                url: url.to_owned(),
-                secs: TIMEOUT_SECS,
-            }
+        if controller.signal().aborted() {
+            timed_out()
         } else {
             network(e.to_string())
         }
     })?;
     let status = response.status();
     let text = response.text().await.map_err(|e| {
-        if timed_out() {
-            ApiError::TimedOut {
-                url: url.to_owned(),
-                secs: TIMEOUT_SECS,
-            }
+        if controller.signal().aborted() {
+            timed_out()
         } else {
             ApiError::Unreadable {
                 status,
@@ -106,5 +108,5 @@ async fn send<T: DeserializeOwned>(
             }
         }
     })?;
-    read_answer(status, &text)
+    Ok((status, text))
 }

@@ -70,10 +70,11 @@ pub fn IssuePanel(
                     <input
                         id="lifetime"
                         data-testid="lifetime"
-                        type="number"
-                        min="1"
-                        step="1"
+                        // Text, not `number`: a number input reports "" for "ten", which would
+                        // silently mean "the default lifetime".
+                        type="text"
                         inputmode="numeric"
+                        autocomplete="off"
                         placeholder="server default"
                         aria-describedby="lifetime-error"
                         prop:value=move || lifetime.get()
@@ -89,7 +90,7 @@ pub fn IssuePanel(
                         {move || if in_flight() { "Issuing…" } else { "Issue token" }}
                     </button>
                 </div>
-                <p id="lifetime-error" class="error" data-testid="lifetime-error">{move || input_error.get()}</p>
+                <p id="lifetime-error" class="error" role="alert" data-testid="lifetime-error">{move || input_error.get()}</p>
             </form>
             <div aria-live="polite" data-testid="issue-outcome">
                 {move || state.with(|s| s.error().map(|e| view! {

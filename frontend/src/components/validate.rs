@@ -75,7 +75,7 @@ pub fn ValidatePanel(
                     prop:value=move || token.get()
                     on:input=move |ev| token.set(event_target_value(&ev))
                 ></textarea>
-                <p id="validate-input-error" class="error" data-testid="validate-input-error">{move || input_error.get()}</p>
+                <p id="validate-input-error" class="error" role="alert" data-testid="validate-input-error">{move || input_error.get()}</p>
                 <button
                     type="submit"
                     id="validate-button"
