@@ -1,0 +1,124 @@
+use crate::helpers::{TestApp, assert_error};
+use reqwest::StatusCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn expiration_of(expiration: &str) -> i64 {
+    assert!(expiration.ends_with('Z'), "{expiration} is not UTC");
+    OffsetDateTime::parse(expiration, &Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+}
+
+#[tokio::test]
+async fn a_token_is_issued_for_8_hours_and_never_cached() {
+    let app = TestApp::spawn().await;
+    let before = now();
+    let response = app.get("/tokens").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let issued: shared::IssueResponse = response.json().await.unwrap();
+    let expires = expiration_of(&issued.expiration);
+    assert!(
+        (before + 8 * 3600..=now() + 8 * 3600).contains(&expires),
+        "{expires}"
+    );
+    assert_eq!(issued.token.split('.').count(), 3);
+}
+
+#[tokio::test]
+async fn a_ttl_in_seconds_sets_the_lifetime() {
+    let app = TestApp::spawn().await;
+    let before = now();
+    let issued: shared::IssueResponse = app.get("/tokens?ttl=60").await.json().await.unwrap();
+    let expires = expiration_of(&issued.expiration);
+    assert!((before + 60..=now() + 60).contains(&expires), "{expires}");
+}
+
+#[tokio::test]
+async fn a_ttl_out_of_range_or_not_a_number_is_a_400() {
+    let app = TestApp::spawn().await;
+    for query in [
+        "ttl=0",
+        "ttl=-1",
+        "ttl=abc",
+        "ttl=604801",
+        "ttl=1.5",
+        "ttl=",
+        "ttl=99999999999999999999",
+    ] {
+        let message = assert_error(
+            app.get(&format!("/tokens?{query}")).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        )
+        .await;
+        assert_eq!(
+            message, "ttl must be a whole number of seconds from 1 to 604800",
+            "{query}"
+        );
+    }
+    let longest = app.get("/tokens?ttl=604800").await;
+    assert_eq!(longest.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/health").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let app = TestApp::spawn().await;
+    assert_error(app.get("/nope").await, StatusCode::NOT_FOUND, "bad_request").await;
+    let delete = app
+        .client
+        .delete(format!("{}/tokens", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_error(delete, StatusCode::METHOD_NOT_ALLOWED, "bad_request").await;
+}
+
+#[tokio::test]
+async fn configured_origins_get_cors_headers_and_others_do_not() {
+    let app = TestApp::spawn_with(|c| backend::server::Config {
+        allowed_origins: "https://ui.example".into(),
+        ..c
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, format!("{}/tokens", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://ui.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://ui.example"
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
