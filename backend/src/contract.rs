@@ -48,11 +48,7 @@ mod tests {
             ("/lambda/binary", LAMBDA_BINARY),
         ];
         for (pointer, ours) in pairs {
-            assert_eq!(
-                contract.pointer(pointer).and_then(Value::as_str),
-                Some(ours),
-                "{pointer}"
-            );
+            assert_eq!(contract.pointer(pointer).and_then(Value::as_str), Some(ours), "{pointer}");
         }
         assert_eq!(
             contract.pointer("/lambda/zip").and_then(Value::as_str),

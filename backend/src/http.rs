@@ -48,11 +48,7 @@ impl AllowedOrigins {
     /// # Errors
     /// A message naming an entry that is not a valid header value.
     pub fn parse(list: &str) -> Result<Self, String> {
-        let entries: Vec<&str> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .collect();
+        let entries: Vec<&str> = list.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
         if entries.is_empty() {
             return Ok(Self::None);
         }
@@ -107,15 +103,9 @@ async fn issue(
     params: Result<Query<IssueParams>, QueryRejection>,
 ) -> Result<Json<IssueResponse>, ApiError> {
     let max = service.lifetimes().max_secs();
-    let ttl = params
-        .map_err(|_| ApiError::BadRequest(ttl_message(max)))?
-        .0
-        .ttl;
+    let ttl = params.map_err(|_| ApiError::BadRequest(ttl_message(max)))?.0.ttl;
     let issued = service.issue(ttl).await?;
-    Ok(Json(IssueResponse {
-        token: issued.token,
-        expiration: rfc3339(issued.claims.exp)?,
-    }))
+    Ok(Json(IssueResponse { token: issued.token, expiration: rfc3339(issued.claims.exp)? }))
 }
 
 fn ttl_message(max: u64) -> String {
@@ -148,9 +138,7 @@ async fn validate(
     })?;
     let refused = |reason, e: ValidateError| Json(ValidateResponse::refused(reason, e.to_string()));
     Ok(match service.validate(&request.token).await {
-        Ok(_) => Json(ValidateResponse::valid(
-            "Token is valid and has now been used",
-        )),
+        Ok(_) => Json(ValidateResponse::valid("Token is valid and has now been used")),
         Err(e @ ValidateError::AlreadyUsed) => refused(Reason::AlreadyUsed, e),
         Err(e @ ValidateError::Expired) => refused(Reason::Expired, e),
         Err(e @ ValidateError::InvalidSignature) => refused(Reason::InvalidSignature, e),
@@ -248,15 +236,10 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         }
-        let mut response = (
-            status,
-            Json(ValidateResponse::refused(reason, self.to_string())),
-        )
-            .into_response();
+        let mut response =
+            (status, Json(ValidateResponse::refused(reason, self.to_string()))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -270,10 +253,7 @@ mod tests {
     fn allowed_origins_parse_from_a_comma_separated_list() {
         assert_eq!(AllowedOrigins::parse("").unwrap(), AllowedOrigins::None);
         assert_eq!(AllowedOrigins::parse(" , ").unwrap(), AllowedOrigins::None);
-        assert_eq!(
-            AllowedOrigins::parse("https://a.example, *").unwrap(),
-            AllowedOrigins::Any
-        );
+        assert_eq!(AllowedOrigins::parse("https://a.example, *").unwrap(), AllowedOrigins::Any);
         assert_eq!(
             AllowedOrigins::parse("https://a.example, http://localhost:8080").unwrap(),
             AllowedOrigins::List(vec![

@@ -57,14 +57,8 @@ mod tests {
 
     #[test]
     fn a_key_shorter_than_32_bytes_is_refused() {
-        assert_eq!(
-            SigningKey::parse(&[7; 31]).unwrap_err(),
-            KeyError::TooShort { len: 31 }
-        );
-        assert_eq!(
-            SigningKey::parse(&[]).unwrap_err(),
-            KeyError::TooShort { len: 0 }
-        );
+        assert_eq!(SigningKey::parse(&[7; 31]).unwrap_err(), KeyError::TooShort { len: 31 });
+        assert_eq!(SigningKey::parse(&[]).unwrap_err(), KeyError::TooShort { len: 0 });
         assert!(SigningKey::parse(&[7; 32]).is_ok());
     }
 

@@ -63,16 +63,12 @@ impl LambdaConfig {
             (Some(arn), _) if !arn.is_empty() => KeySource::SecretsManager(arn),
             (_, Some(secret)) if !secret.is_empty() => KeySource::Value(secret),
             _ => {
-                return Err(format!(
-                    "set {ENV_SECRET_ARN} (or {ENV_SECRET} for local use)"
-                ));
+                return Err(format!("set {ENV_SECRET_ARN} (or {ENV_SECRET} for local use)"));
             }
         };
         let seconds = |name: &str, default: u64| match var(name) {
             None => Ok(default),
-            Some(v) => v
-                .parse::<u64>()
-                .map_err(|_| format!("{name} must be whole seconds: {v:?}")),
+            Some(v) => v.parse::<u64>().map_err(|_| format!("{name} must be whole seconds: {v:?}")),
         };
         let lifetimes = Lifetimes::new(
             seconds(ENV_DEFAULT_TTL, DEFAULT_LIFETIME_SECS)?,
@@ -80,15 +76,8 @@ impl LambdaConfig {
         )?;
         let origins = AllowedOrigins::parse(&var(ENV_ALLOWED_ORIGINS).unwrap_or_default())
             .map_err(|e| format!("{ENV_ALLOWED_ORIGINS}: {e}"))?;
-        let table = var(ENV_TABLE)
-            .filter(|t| !t.is_empty())
-            .unwrap_or(DEFAULT_TABLE.into());
-        Ok(Self {
-            table,
-            key,
-            origins,
-            lifetimes,
-        })
+        let table = var(ENV_TABLE).filter(|t| !t.is_empty()).unwrap_or(DEFAULT_TABLE.into());
+        Ok(Self { table, key, origins, lifetimes })
     }
 }
 

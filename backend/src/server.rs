@@ -6,10 +6,14 @@
 //! error, never a failing request.
 
 use crate::clock::{Clock, SystemClock};
+use crate::contract::{
+    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DEFAULT_TTL, ENV_MAX_TTL, ENV_SECRET, ENV_TABLE,
+};
 use crate::http::{AllowedOrigins, router};
 use crate::keys::{KeyError, MIN_KEY_BYTES, SigningKey};
-use crate::store::StoreError;
+use crate::store::dynamodb::{DynamoStore, sdk_config};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::{StoreError, TokenStore};
 use crate::tokens::{DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, Lifetimes, TokenService};
 use axum::Router;
 use std::future::Future;
@@ -28,15 +32,25 @@ pub const STORE_FILE: &str = "tokens.redb";
 
 /// Settings of the local server. Every flag has an environment variable of the same meaning.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "token-service",
-    version,
-    about = "One-time-use token service (local server)"
-)]
+#[command(name = "token-service", version, about = "One-time-use token service (local server)")]
 pub struct Config {
     /// Address to listen on, `IP:PORT`; port 0 picks a free one.
     #[arg(long, env = "TOKEN_SERVICE_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
+
+    /// Where token records are kept: `embedded` (a redb file in DATA_DIR) or `dynamodb` (the
+    /// table TABLE, through the standard AWS configuration: AWS_REGION, credentials,
+    /// AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local).
+    #[arg(long, env = "TOKEN_SERVICE_STORE", value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+
+    /// DynamoDB table name (with `--store dynamodb`).
+    #[arg(long, env = ENV_TABLE, default_value = DEFAULT_TABLE)]
+    pub table: String,
+
+    /// With `--store dynamodb`: create the table, with TTL on `expiry`, if it does not exist.
+    #[arg(long)]
+    pub create_table: bool,
 
     /// Directory of the embedded store and the generated signing key; created if missing.
     #[arg(long, env = "TOKEN_SERVICE_DATA_DIR", default_value = "data")]
@@ -45,7 +59,7 @@ pub struct Config {
     /// HS256 signing key, at least 32 bytes (UTF-8). Prefer the environment variable: flags are
     /// visible to other users in `ps`. Without it, a random 256-bit key is generated once and
     /// kept in DATA_DIR/signing.key (mode 0600).
-    #[arg(long, env = "TOKEN_SERVICE_SECRET", hide_env_values = true)]
+    #[arg(long, env = ENV_SECRET, hide_env_values = true)]
     pub secret: Option<String>,
 
     /// Directory of the built web UI (trunk's `dist/`), served at `/`.
@@ -54,20 +68,29 @@ pub struct Config {
 
     /// Comma-separated origins allowed to call the API from a browser (CORS), or `*`.
     /// Empty: same-origin only.
-    #[arg(long, env = "TOKEN_SERVICE_ALLOWED_ORIGINS", default_value = "")]
+    #[arg(long, env = ENV_ALLOWED_ORIGINS, default_value = "")]
     pub allowed_origins: String,
 
     /// Lifetime of a token when the request names none, in seconds.
-    #[arg(long, env = "TOKEN_SERVICE_DEFAULT_TTL", default_value_t = DEFAULT_LIFETIME_SECS)]
+    #[arg(long, env = ENV_DEFAULT_TTL, default_value_t = DEFAULT_LIFETIME_SECS)]
     pub default_ttl: u64,
 
     /// Longest lifetime a request may ask for with `?ttl=`, in seconds.
-    #[arg(long, env = "TOKEN_SERVICE_MAX_TTL", default_value_t = DEFAULT_MAX_LIFETIME_SECS)]
+    #[arg(long, env = ENV_MAX_TTL, default_value_t = DEFAULT_MAX_LIFETIME_SECS)]
     pub max_ttl: u64,
 
     /// How often expired records are removed from the embedded store, in seconds.
     #[arg(long, env = "TOKEN_SERVICE_SWEEP_INTERVAL", default_value_t = 60)]
     pub sweep_interval: u64,
+}
+
+/// The kinds of token store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// The embedded redb file in the data directory (durable, single process).
+    Embedded,
+    /// A DynamoDB table.
+    Dynamodb,
 }
 
 /// Why the server could not start.
@@ -95,6 +118,9 @@ pub enum StartupError {
         /// What failed.
         source: StoreError,
     },
+    /// DynamoDB is misconfigured or its table could not be created.
+    #[error("DynamoDB: {0}")]
+    Dynamo(String),
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -109,7 +135,8 @@ pub enum StartupError {
 pub struct Server {
     listener: TcpListener,
     app: Router,
-    store: Arc<EmbeddedStore>,
+    /// The embedded store, which this server sweeps; `None` with DynamoDB (TTL cleans up).
+    embedded: Option<Arc<EmbeddedStore>>,
     clock: Arc<dyn Clock>,
     sweep_interval: Duration,
 }
@@ -125,46 +152,46 @@ impl Server {
         let origins = AllowedOrigins::parse(&config.allowed_origins)
             .map_err(|e| StartupError::Config(format!("--allowed-origins: {e}")))?;
         if config.sweep_interval == 0 {
-            return Err(StartupError::Config(
-                "--sweep-interval must be at least 1 s".into(),
-            ));
+            return Err(StartupError::Config("--sweep-interval must be at least 1 s".into()));
         }
         let key_file = config.data_dir.join(KEY_FILE);
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::KeyFile {
-            path: key_file.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartupError::KeyFile { path: key_file.clone(), source })?;
         let key = match &config.secret {
             Some(secret) => SigningKey::parse(secret.as_bytes())?,
             None => load_or_create_key(&key_file)?,
         };
-        let store_file = config.data_dir.join(STORE_FILE);
-        let store =
-            Arc::new(
-                EmbeddedStore::open(&store_file).map_err(|source| StartupError::Store {
-                    path: store_file,
-                    source,
-                })?,
-            );
+        let (store, embedded): (Arc<dyn TokenStore>, _) = match config.store {
+            StoreKind::Embedded => {
+                let store_file = config.data_dir.join(STORE_FILE);
+                let store = Arc::new(
+                    EmbeddedStore::open(&store_file)
+                        .map_err(|source| StartupError::Store { path: store_file, source })?,
+                );
+                (store.clone(), Some(store))
+            }
+            StoreKind::Dynamodb => {
+                let sdk = sdk_config().await.map_err(StartupError::Dynamo)?;
+                let store = DynamoStore::new(&sdk, &config.table);
+                if config.create_table {
+                    let created = store.create_table_if_missing().await.map_err(|e| {
+                        StartupError::Dynamo(format!("creating table {}: {e:?}", config.table))
+                    })?;
+                    tracing::info!(table = %config.table, created, "DynamoDB table ready");
+                }
+                (Arc::new(store), None)
+            }
+        };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let service = Arc::new(TokenService::new(
-            &key,
-            store.clone(),
-            clock.clone(),
-            lifetimes,
-        ));
+        let service = Arc::new(TokenService::new(&key, store, clock.clone(), lifetimes));
         let app = with_ui(router(service, &origins), &config.ui_dir);
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartupError::Bind { addr: config.listen, source })?;
         Ok(Self {
             listener,
             app,
-            store,
+            embedded,
             clock,
             sweep_interval: Duration::from_secs(config.sweep_interval),
         })
@@ -184,11 +211,12 @@ impl Server {
     /// # Errors
     /// The listener failed.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let sweeper = tokio::spawn(sweep(self.store.clone(), self.clock, self.sweep_interval));
-        let served = axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        sweeper.abort();
+        let sweeper =
+            self.embedded.map(|store| tokio::spawn(sweep(store, self.clock, self.sweep_interval)));
+        let served = axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         served
     }
 }
@@ -218,10 +246,7 @@ async fn sweep(store: Arc<EmbeddedStore>, clock: Arc<dyn Clock>, every: Duration
 /// Reads the key file, or creates it with a fresh random 256-bit key, readable by the owner
 /// only (mode 0600).
 fn load_or_create_key(path: &Path) -> Result<SigningKey, StartupError> {
-    let file_error = |source| StartupError::KeyFile {
-        path: path.to_owned(),
-        source,
-    };
+    let file_error = |source| StartupError::KeyFile { path: path.to_owned(), source };
     match std::fs::read(path) {
         Ok(bytes) => return Ok(SigningKey::parse(&bytes)?),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -234,9 +259,7 @@ fn load_or_create_key(path: &Path) -> Result<SigningKey, StartupError> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(file_error)?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(file_error)?;
+    file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(file_error)?;
     Ok(SigningKey::parse(&bytes)?)
 }
 

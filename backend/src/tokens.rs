@@ -72,10 +72,7 @@ impl Lifetimes {
 
 impl Default for Lifetimes {
     fn default() -> Self {
-        Self {
-            default: DEFAULT_LIFETIME_SECS,
-            max: DEFAULT_MAX_LIFETIME_SECS,
-        }
+        Self { default: DEFAULT_LIFETIME_SECS, max: DEFAULT_MAX_LIFETIME_SECS }
     }
 }
 
@@ -155,13 +152,7 @@ impl TokenService {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp"]);
-        Self {
-            store,
-            clock,
-            lifetimes,
-            key: key.clone(),
-            validation,
-        }
+        Self { store, clock, lifetimes, key: key.clone(), validation }
     }
 
     /// The lifetimes this service issues with.
@@ -178,28 +169,15 @@ impl TokenService {
     pub async fn issue(&self, ttl: Option<u64>) -> Result<Issued, IssueError> {
         let ttl = ttl.unwrap_or(self.lifetimes.default);
         if ttl == 0 || ttl > self.lifetimes.max {
-            return Err(IssueError::LifetimeOutOfRange {
-                max: self.lifetimes.max,
-            });
+            return Err(IssueError::LifetimeOutOfRange { max: self.lifetimes.max });
         }
         let iat = self.clock.now();
-        let claims = Claims {
-            uuid: Uuid::new_v4(),
-            iat,
-            exp: iat + ttl as i64,
-            nbf: None,
-        };
-        let header = Header {
-            typ: Some("JWT".into()),
-            ..Header::new(Algorithm::HS256)
-        };
+        let claims = Claims { uuid: Uuid::new_v4(), iat, exp: iat + ttl as i64, nbf: None };
+        let header = Header { typ: Some("JWT".into()), ..Header::new(Algorithm::HS256) };
         let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
             .map_err(|e| IssueError::Store(StoreError::Internal(e.into())))?;
         self.store
-            .insert(TokenRecord {
-                uuid: claims.uuid,
-                expiry: claims.exp,
-            })
+            .insert(TokenRecord { uuid: claims.uuid, expiry: claims.exp })
             .await
             .map_err(IssueError::Store)?;
         Ok(Issued { token, claims })
@@ -242,12 +220,7 @@ impl TokenService {
                 _ => Malformed("not a compact JWS with a JSON header and claims"),
             })?;
         // RFC 8725 section 3.11: explicit typing; we only issue `JWT` (or no `typ`).
-        if data
-            .header
-            .typ
-            .as_deref()
-            .is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT"))
-        {
+        if data.header.typ.as_deref().is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT")) {
             return Err(Malformed("typ must be JWT"));
         }
         let (claims, now) = (data.claims, self.clock.now());
@@ -288,22 +261,15 @@ mod tests {
         let clock = Arc::new(ManualClock::at(NOW));
         let key = SigningKey::parse(KEY).unwrap();
         let service = TokenService::new(&key, store, clock.clone(), Lifetimes::default());
-        Fixture {
-            service,
-            clock,
-            _dir: dir,
-        }
+        Fixture { service, clock, _dir: dir }
     }
 
     /// Signs `claims` with `header` and `key`, bypassing the service (an attacker's token, or
     /// ours with claims we would never issue).
     fn sign(header: serde_json::Value, claims: serde_json::Value, key: &[u8]) -> String {
         use hmac::{Hmac, KeyInit, Mac};
-        let message = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
+        let message =
+            format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
         mac.update(message.as_bytes());
         format!("{message}.{}", B64.encode(mac.finalize().into_bytes()))
@@ -321,40 +287,26 @@ mod tests {
         assert_eq!(issued.claims.exp, NOW + 8 * 3600);
         assert_eq!(issued.claims.uuid.get_version_num(), 4);
         let header = jsonwebtoken::decode_header(&issued.token).unwrap();
-        assert_eq!(
-            (header.alg, header.typ.as_deref()),
-            (Algorithm::HS256, Some("JWT"))
-        );
+        assert_eq!((header.alg, header.typ.as_deref()), (Algorithm::HS256, Some("JWT")));
     }
 
     #[tokio::test]
     async fn a_token_cannot_be_validated_twice() {
         let f = fixture();
         let issued = f.service.issue(None).await.unwrap();
-        assert_eq!(
-            f.service.validate(&issued.token).await.unwrap(),
-            issued.claims
-        );
-        assert!(matches!(
-            f.service.validate(&issued.token).await,
-            Err(ValidateError::AlreadyUsed)
-        ));
+        assert_eq!(f.service.validate(&issued.token).await.unwrap(), issued.claims);
+        assert!(matches!(f.service.validate(&issued.token).await, Err(ValidateError::AlreadyUsed)));
     }
 
     #[tokio::test]
     async fn a_token_is_valid_until_the_second_before_exp() {
         let f = fixture();
-        let (a, b) = (
-            f.service.issue(Some(60)).await.unwrap(),
-            f.service.issue(Some(60)).await.unwrap(),
-        );
+        let (a, b) =
+            (f.service.issue(Some(60)).await.unwrap(), f.service.issue(Some(60)).await.unwrap());
         f.clock.set(NOW + 59);
         assert!(f.service.validate(&a.token).await.is_ok());
         f.clock.set(NOW + 60);
-        assert!(matches!(
-            f.service.validate(&b.token).await,
-            Err(ValidateError::Expired)
-        ));
+        assert!(matches!(f.service.validate(&b.token).await, Err(ValidateError::Expired)));
     }
 
     #[tokio::test]
@@ -363,16 +315,10 @@ mod tests {
         for ttl in [0, DEFAULT_MAX_LIFETIME_SECS + 1] {
             assert!(matches!(
                 f.service.issue(Some(ttl)).await,
-                Err(IssueError::LifetimeOutOfRange {
-                    max: DEFAULT_MAX_LIFETIME_SECS
-                })
+                Err(IssueError::LifetimeOutOfRange { max: DEFAULT_MAX_LIFETIME_SECS })
             ));
         }
-        let longest = f
-            .service
-            .issue(Some(DEFAULT_MAX_LIFETIME_SECS))
-            .await
-            .unwrap();
+        let longest = f.service.issue(Some(DEFAULT_MAX_LIFETIME_SECS)).await.unwrap();
         assert_eq!(longest.claims.exp, NOW + DEFAULT_MAX_LIFETIME_SECS as i64);
     }
 
@@ -382,16 +328,8 @@ mod tests {
         let issued = f.service.issue(None).await.unwrap();
         let parts: Vec<&str> = issued.token.split('.').collect();
         let claims = json!({"uuid": issued.claims.uuid, "iat": NOW, "exp": NOW + 999_999});
-        let forged = format!(
-            "{}.{}.{}",
-            parts[0],
-            B64.encode(claims.to_string()),
-            parts[2]
-        );
-        assert!(matches!(
-            f.service.validate(&forged).await,
-            Err(ValidateError::InvalidSignature)
-        ));
+        let forged = format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2]);
+        assert!(matches!(f.service.validate(&forged).await, Err(ValidateError::InvalidSignature)));
         assert!(f.service.validate(&issued.token).await.is_ok());
     }
 
@@ -401,10 +339,7 @@ mod tests {
         let issued = f.service.issue(None).await.unwrap();
         let claims = json!({"uuid": issued.claims.uuid, "iat": NOW, "exp": NOW + 60});
         let forged = sign(hs256(), claims, b"another-key-another-key-another-k");
-        assert!(matches!(
-            f.service.validate(&forged).await,
-            Err(ValidateError::InvalidSignature)
-        ));
+        assert!(matches!(f.service.validate(&forged).await, Err(ValidateError::InvalidSignature)));
         assert!(f.service.validate(&issued.token).await.is_ok());
     }
 
@@ -419,10 +354,7 @@ mod tests {
             for signature in ["", "c2ln"] {
                 let token = format!("{header}.{claims}.{signature}");
                 assert!(
-                    matches!(
-                        f.service.validate(&token).await,
-                        Err(ValidateError::Malformed(_))
-                    ),
+                    matches!(f.service.validate(&token).await, Err(ValidateError::Malformed(_))),
                     "alg {alg} signature {signature:?}"
                 );
             }
@@ -446,10 +378,7 @@ mod tests {
         for claims in cases {
             let token = sign(hs256(), claims.clone(), KEY);
             assert!(
-                matches!(
-                    f.service.validate(&token).await,
-                    Err(ValidateError::Malformed(_))
-                ),
+                matches!(f.service.validate(&token).await, Err(ValidateError::Malformed(_))),
                 "{claims}"
             );
         }
@@ -468,10 +397,7 @@ mod tests {
         for claims in cases {
             let token = sign(hs256(), claims.clone(), KEY);
             assert!(
-                matches!(
-                    f.service.validate(&token).await,
-                    Err(ValidateError::Malformed(_))
-                ),
+                matches!(f.service.validate(&token).await, Err(ValidateError::Malformed(_))),
                 "{claims}"
             );
         }
@@ -480,15 +406,9 @@ mod tests {
     #[tokio::test]
     async fn a_genuine_token_whose_record_is_unknown_counts_as_used() {
         let f = fixture();
-        let token = sign(
-            hs256(),
-            json!({"uuid": Uuid::new_v4(), "iat": NOW, "exp": NOW + 60}),
-            KEY,
-        );
-        assert!(matches!(
-            f.service.validate(&token).await,
-            Err(ValidateError::AlreadyUsed)
-        ));
+        let token =
+            sign(hs256(), json!({"uuid": Uuid::new_v4(), "iat": NOW, "exp": NOW + 60}), KEY);
+        assert!(matches!(f.service.validate(&token).await, Err(ValidateError::AlreadyUsed)));
     }
 
     #[tokio::test]
@@ -503,10 +423,7 @@ mod tests {
         for header in headers {
             let token = sign(header.clone(), claims.clone(), KEY);
             assert!(
-                matches!(
-                    f.service.validate(&token).await,
-                    Err(ValidateError::Malformed(_))
-                ),
+                matches!(f.service.validate(&token).await, Err(ValidateError::Malformed(_))),
                 "{header}"
             );
         }
@@ -516,22 +433,10 @@ mod tests {
     async fn garbage_is_malformed() {
         let f = fixture();
         let long = "a".repeat(MAX_TOKEN_BYTES + 1);
-        for token in [
-            "",
-            ".",
-            "..",
-            "a.b.c",
-            "a.b",
-            "a.b.c.d",
-            "\u{0}",
-            "ä.ö.ü",
-            long.as_str(),
-        ] {
+        for token in ["", ".", "..", "a.b.c", "a.b", "a.b.c.d", "\u{0}", "ä.ö.ü", long.as_str()]
+        {
             assert!(
-                matches!(
-                    f.service.validate(token).await,
-                    Err(ValidateError::Malformed(_))
-                ),
+                matches!(f.service.validate(token).await, Err(ValidateError::Malformed(_))),
                 "{token:?}"
             );
         }

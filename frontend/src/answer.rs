@@ -56,24 +56,13 @@ impl fmt::Display for ApiError {
                 "Network error: could not reach {url} ({detail}). Check the connection and the API address."
             ),
             Self::TimedOut { url, secs } => {
-                write!(
-                    f,
-                    "Network error: {url} did not answer within {secs} seconds."
-                )
+                write!(f, "Network error: {url} did not answer within {secs} seconds.")
             }
-            Self::Refused {
-                status, message, ..
-            } => {
-                write!(
-                    f,
-                    "The server refused the request (HTTP {status}): {message}"
-                )
+            Self::Refused { status, message, .. } => {
+                write!(f, "The server refused the request (HTTP {status}): {message}")
             }
             Self::Unreadable { status, detail } => {
-                write!(
-                    f,
-                    "Unexpected answer from the server (HTTP {status}): {detail}"
-                )
+                write!(f, "Unexpected answer from the server (HTTP {status}): {detail}")
             }
         }
     }
@@ -90,11 +79,9 @@ pub fn read_answer<T: DeserializeOwned>(status: u16, body: &str) -> Result<T, Ap
         return serde_json::from_str(body).map_err(|e| unreadable(status, body, &e));
     }
     match serde_json::from_str::<ValidateResponse>(body) {
-        Ok(error) => Err(ApiError::Refused {
-            status,
-            message: error.message,
-            reason: error.reason,
-        }),
+        Ok(error) => {
+            Err(ApiError::Refused { status, message: error.message, reason: error.reason })
+        }
         Err(e) => Err(unreadable(status, body, &e)),
     }
 }
@@ -155,11 +142,8 @@ mod tests {
 
     #[test]
     fn a_2xx_json_body_is_the_answer() {
-        let issued: IssueResponse = read_answer(
-            200,
-            r#"{"token":"a.b.c","expiration":"2026-11-29T17:00:00Z"}"#,
-        )
-        .unwrap();
+        let issued: IssueResponse =
+            read_answer(200, r#"{"token":"a.b.c","expiration":"2026-11-29T17:00:00Z"}"#).unwrap();
         assert_eq!(issued.token, "a.b.c");
         let checked: ValidateResponse = read_answer(
             200,
@@ -202,10 +186,7 @@ mod tests {
             "Unexpected answer from the server (HTTP 502): the answer is not JSON: <html><body>Bad Gateway</body></html>"
         );
         let err = read_answer::<IssueResponse>(200, "<!doctype html>").unwrap_err();
-        assert!(
-            matches!(err, ApiError::Unreadable { status: 200, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, ApiError::Unreadable { status: 200, .. }), "{err:?}");
     }
 
     #[test]
@@ -224,10 +205,7 @@ mod tests {
         else {
             panic!("expected Unreadable");
         };
-        assert_eq!(
-            detail,
-            format!("the answer is not JSON: {}…", "x".repeat(80))
-        );
+        assert_eq!(detail, format!("the answer is not JSON: {}…", "x".repeat(80)));
     }
 
     #[test]
@@ -249,13 +227,9 @@ mod tests {
             detail: "TypeError: Failed to fetch".into(),
         };
         assert!(
-            err.to_string()
-                .starts_with("Network error: could not reach http://127.0.0.1:9/tokens")
+            err.to_string().starts_with("Network error: could not reach http://127.0.0.1:9/tokens")
         );
-        let err = ApiError::TimedOut {
-            url: "https://a.example/tokens".into(),
-            secs: 15,
-        };
+        let err = ApiError::TimedOut { url: "https://a.example/tokens".into(), secs: 15 };
         assert_eq!(
             err.to_string(),
             "Network error: https://a.example/tokens did not answer within 15 seconds."
@@ -269,14 +243,8 @@ mod tests {
             verdict(&ValidateResponse::refused(Reason::AlreadyUsed, "m")),
             "Invalid: already used"
         );
-        assert_eq!(
-            verdict(&ValidateResponse::refused(Reason::Expired, "m")),
-            "Invalid: expired"
-        );
-        assert_eq!(
-            verdict(&ValidateResponse::refused(Reason::Internal, "m")),
-            "Invalid"
-        );
+        assert_eq!(verdict(&ValidateResponse::refused(Reason::Expired, "m")), "Invalid: expired");
+        assert_eq!(verdict(&ValidateResponse::refused(Reason::Internal, "m")), "Invalid");
     }
 
     #[test]

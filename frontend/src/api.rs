@@ -49,9 +49,7 @@ pub async fn issue(base: &ApiBase, ttl_secs: Option<u64>) -> Result<IssueRespons
 /// As [`issue`].
 pub async fn validate(base: &ApiBase, token: &str) -> Result<ValidateResponse, ApiError> {
     let url = base.tokens_url();
-    let body = ValidateRequest {
-        token: token.to_owned(),
-    };
+    let body = ValidateRequest { token: token.to_owned() };
     send(Request::post(&url), &url, Some(&body)).await
 }
 
@@ -70,14 +68,9 @@ async fn fetch_text(
     url: &str,
     json: Option<&ValidateRequest>,
 ) -> Result<(u16, String), ApiError> {
-    let network = |detail: String| ApiError::Network {
-        url: url.to_owned(),
-        detail,
-    };
+    let network = |detail: String| ApiError::Network { url: url.to_owned(), detail };
     let controller = AbortController::new().map_err(|e| network(format!("{e:?}")))?;
-    let builder = builder
-        .cache(RequestCache::NoStore)
-        .abort_signal(Some(&controller.signal()));
+    let builder = builder.cache(RequestCache::NoStore).abort_signal(Some(&controller.signal()));
     let request = match json {
         Some(body) => builder.json(body),
         None => builder.build(),
@@ -86,26 +79,16 @@ async fn fetch_text(
     let abort = controller.clone();
     // Dropping the timer cancels it, so a prompt answer is never aborted.
     let _timer = Timeout::new(TIMEOUT_SECS * 1000, move || abort.abort());
-    let timed_out = || ApiError::TimedOut {
-        url: url.to_owned(),
-        secs: TIMEOUT_SECS,
-    };
+    let timed_out = || ApiError::TimedOut { url: url.to_owned(), secs: TIMEOUT_SECS };
     let response = request.send().await.map_err(|e| {
-        if controller.signal().aborted() {
-            timed_out()
-        } else {
-            network(e.to_string())
-        }
+        if controller.signal().aborted() { timed_out() } else { network(e.to_string()) }
     })?;
     let status = response.status();
     let text = response.text().await.map_err(|e| {
         if controller.signal().aborted() {
             timed_out()
         } else {
-            ApiError::Unreadable {
-                status,
-                detail: format!("the body could not be read ({e})"),
-            }
+            ApiError::Unreadable { status, detail: format!("the body could not be read ({e})") }
         }
     })?;
     Ok((status, text))

@@ -30,9 +30,7 @@ impl ApiBase {
             return Err(format!("{url:?} has no host"));
         }
         if url.contains(['?', '#']) || url.contains(char::is_whitespace) {
-            return Err(format!(
-                "{url:?} must not contain a query, fragment or spaces"
-            ));
+            return Err(format!("{url:?} must not contain a query, fragment or spaces"));
         }
         Ok(Self(url.trim_end_matches('/').to_owned()))
     }
@@ -98,24 +96,18 @@ pub fn choose_api_base(page_origin: &str, config_json: Option<&str>) -> Result<A
             Ok(RuntimeConfig { api_base_url: None }) => {
                 Err("config.json sets no apiBaseUrl".to_owned())
             }
-            Ok(RuntimeConfig {
-                api_base_url: Some(url),
-            }) if url.trim().is_empty() => Err("config.json sets an empty apiBaseUrl".to_owned()),
-            Ok(RuntimeConfig {
-                api_base_url: Some(url),
-            }) => ApiBase::parse(&url).map_err(|e| format!("config.json apiBaseUrl: {e}")),
+            Ok(RuntimeConfig { api_base_url: Some(url) }) if url.trim().is_empty() => {
+                Err("config.json sets an empty apiBaseUrl".to_owned())
+            }
+            Ok(RuntimeConfig { api_base_url: Some(url) }) => {
+                ApiBase::parse(&url).map_err(|e| format!("config.json apiBaseUrl: {e}"))
+            }
         },
     };
     match configured {
-        Ok(base) => Ok(ApiChoice {
-            base,
-            fallback_reason: None,
-        }),
+        Ok(base) => Ok(ApiChoice { base, fallback_reason: None }),
         Err(reason) => ApiBase::parse(page_origin)
-            .map(|base| ApiChoice {
-                base,
-                fallback_reason: Some(reason),
-            })
+            .map(|base| ApiChoice { base, fallback_reason: Some(reason) })
             .map_err(|e| format!("no usable API address: the page origin {e}")),
     }
 }
@@ -133,14 +125,8 @@ mod tests {
 
     #[test]
     fn endpoint_urls_join_the_base_with_one_slash() {
-        assert_eq!(
-            base("https://api.example.com").tokens_url(),
-            "https://api.example.com/tokens"
-        );
-        assert_eq!(
-            base("https://api.example.com/").tokens_url(),
-            "https://api.example.com/tokens"
-        );
+        assert_eq!(base("https://api.example.com").tokens_url(), "https://api.example.com/tokens");
+        assert_eq!(base("https://api.example.com/").tokens_url(), "https://api.example.com/tokens");
         assert_eq!(
             base("https://x.example/prod//").issue_url(None),
             "https://x.example/prod/tokens"
@@ -170,27 +156,20 @@ mod tests {
 
     #[test]
     fn config_json_overrides_the_page_origin() {
-        let choice = choose_api_base(
-            ORIGIN,
-            Some(r#"{"apiBaseUrl": "https://api.example.com/prod/"}"#),
-        )
-        .unwrap();
+        let choice =
+            choose_api_base(ORIGIN, Some(r#"{"apiBaseUrl": "https://api.example.com/prod/"}"#))
+                .unwrap();
         assert_eq!(
             choice,
-            ApiChoice {
-                base: base("https://api.example.com/prod"),
-                fallback_reason: None
-            }
+            ApiChoice { base: base("https://api.example.com/prod"), fallback_reason: None }
         );
     }
 
     #[test]
     fn unknown_config_fields_are_ignored() {
-        let choice = choose_api_base(
-            ORIGIN,
-            Some(r#"{"apiBaseUrl": "https://a.example", "theme": 1}"#),
-        )
-        .unwrap();
+        let choice =
+            choose_api_base(ORIGIN, Some(r#"{"apiBaseUrl": "https://a.example", "theme": 1}"#))
+                .unwrap();
         assert_eq!(choice.base.as_str(), "https://a.example");
     }
 
@@ -203,10 +182,7 @@ mod tests {
             (Some(r#"{"apiBaseUrl": null}"#), "sets no apiBaseUrl"),
             (Some(r#"{"apiBaseUrl": "  "}"#), "empty apiBaseUrl"),
             (Some(r#"{"apiBaseUrl": 42}"#), "is not of the form"),
-            (
-                Some(r#"{"apiBaseUrl": "api.example.com"}"#),
-                "not an http:// or https:// URL",
-            ),
+            (Some(r#"{"apiBaseUrl": "api.example.com"}"#), "not an http:// or https:// URL"),
         ] {
             let choice = choose_api_base(ORIGIN, config).unwrap();
             assert_eq!(choice.base.as_str(), ORIGIN, "{config:?}");

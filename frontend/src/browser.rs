@@ -12,17 +12,14 @@ pub fn now_ms() -> f64 {
 
 /// The page's origin, e.g. `http://127.0.0.1:3000` (`"null"` for `file://` pages).
 pub fn page_origin() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().origin().ok())
-        .unwrap_or_else(|| "null".to_owned())
+    web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_else(|| "null".to_owned())
 }
 
 /// `epoch_secs` in the user's locale and time zone, e.g. `29 Nov 2026, 18:00:00 CET`.
 pub fn local_time(epoch_secs: i64) -> String {
     let date = Date::new(&JsValue::from_f64(epoch_secs as f64 * 1000.0));
-    let locale = web_sys::window()
-        .and_then(|w| w.navigator().language())
-        .unwrap_or_else(|| "en".to_owned());
+    let locale =
+        web_sys::window().and_then(|w| w.navigator().language()).unwrap_or_else(|| "en".to_owned());
     let options = Object::new();
     // Setting plain string properties on a fresh object cannot fail.
     let _ = Reflect::set(&options, &"dateStyle".into(), &"medium".into());
@@ -41,8 +38,5 @@ pub async fn copy_to_clipboard(text: &str) -> Result<(), ()> {
     // `navigator.clipboard` is `undefined` outside secure contexts; web-sys would not notice.
     let clipboard = Reflect::get(&navigator, &"clipboard".into()).map_err(|_| ())?;
     let clipboard: web_sys::Clipboard = clipboard.dyn_into().map_err(|_| ())?;
-    JsFuture::from(clipboard.write_text(text))
-        .await
-        .map(|_| ())
-        .map_err(|_| ())
+    JsFuture::from(clipboard.write_text(text)).await.map(|_| ()).map_err(|_| ())
 }

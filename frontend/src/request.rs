@@ -68,10 +68,7 @@ mod tests {
     use super::*;
 
     fn failure() -> ApiError {
-        ApiError::Network {
-            url: "u".into(),
-            detail: "d".into(),
-        }
+        ApiError::Network { url: "u".into(), detail: "d".into() }
     }
 
     #[test]

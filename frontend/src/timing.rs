@@ -56,11 +56,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
 
 fn num_in(text: &str, from: usize, to: usize) -> Option<i64> {
     let part = text.get(from..to)?;
-    if part.bytes().all(|c| c.is_ascii_digit()) {
-        part.parse().ok()
-    } else {
-        None
-    }
+    if part.bytes().all(|c| c.is_ascii_digit()) { part.parse().ok() } else { None }
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -88,11 +84,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// negative.
 pub fn remaining_secs(expires_at: i64, now_ms: f64) -> i64 {
     let left_ms = expires_at as f64 * 1000.0 - now_ms;
-    if left_ms <= 0.0 {
-        0
-    } else {
-        (left_ms / 1000.0).ceil() as i64
-    }
+    if left_ms <= 0.0 { 0 } else { (left_ms / 1000.0).ceil() as i64 }
 }
 
 /// The countdown text for `secs` seconds left: `mm:ss` under an hour, `hh:mm:ss` from an hour
@@ -102,11 +94,7 @@ pub fn format_remaining(secs: i64) -> String {
         return "expired".to_owned();
     }
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h == 0 {
-        format!("{m:02}:{s:02}")
-    } else {
-        format!("{h:02}:{m:02}:{s:02}")
-    }
+    if h == 0 { format!("{m:02}:{s:02}") } else { format!("{h:02}:{m:02}:{s:02}") }
 }
 
 /// Reads the optional lifetime field, in seconds: blank means "the server's default" (`None`).
@@ -121,10 +109,10 @@ pub fn parse_lifetime(input: &str) -> Result<Option<u64>, String> {
     }
     match input.parse::<u64>() {
         Ok(secs) if secs >= 1 => Ok(Some(secs)),
-        _ => Err(
-            "Lifetime must be a whole number of seconds (1 or more), or blank for the default."
-                .to_owned(),
-        ),
+        _ => {
+            Err("Lifetime must be a whole number of seconds (1 or more), or blank for the default."
+                .to_owned())
+        }
     }
 }
 
@@ -143,18 +131,9 @@ mod tests {
 
     #[test]
     fn fractions_are_dropped_and_offsets_are_honoured() {
-        assert_eq!(
-            parse_rfc3339("2027-01-15T08:00:00.987Z"),
-            Some(1_800_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339("2027-01-15T09:30:00+01:30"),
-            Some(1_800_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339("2027-01-15T03:00:00-05:00"),
-            Some(1_800_000_000)
-        );
+        assert_eq!(parse_rfc3339("2027-01-15T08:00:00.987Z"), Some(1_800_000_000));
+        assert_eq!(parse_rfc3339("2027-01-15T09:30:00+01:30"), Some(1_800_000_000));
+        assert_eq!(parse_rfc3339("2027-01-15T03:00:00-05:00"), Some(1_800_000_000));
     }
 
     #[test]

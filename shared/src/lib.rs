@@ -74,20 +74,12 @@ pub enum Reason {
 impl ValidateResponse {
     /// The answer for a token that was valid and is now consumed.
     pub fn valid(message: impl Into<String>) -> Self {
-        Self {
-            is_valid: true,
-            message: message.into(),
-            reason: None,
-        }
+        Self { is_valid: true, message: message.into(), reason: None }
     }
 
     /// The answer for a refused token or request.
     pub fn refused(reason: Reason, message: impl Into<String>) -> Self {
-        Self {
-            is_valid: false,
-            message: message.into(),
-            reason: Some(reason),
-        }
+        Self { is_valid: false, message: message.into(), reason: Some(reason) }
     }
 }
 
@@ -102,9 +94,7 @@ impl fmt::Debug for IssueResponse {
 
 impl fmt::Debug for ValidateRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ValidateRequest")
-            .field("token", &Redacted)
-            .finish()
+        f.debug_struct("ValidateRequest").field("token", &Redacted).finish()
     }
 }
 
@@ -148,13 +138,8 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_a_token() {
-        let issued = IssueResponse {
-            token: "secret.jwt.value".into(),
-            expiration: "x".into(),
-        };
-        let request = ValidateRequest {
-            token: "secret.jwt.value".into(),
-        };
+        let issued = IssueResponse { token: "secret.jwt.value".into(), expiration: "x".into() };
+        let request = ValidateRequest { token: "secret.jwt.value".into() };
         for printed in [format!("{issued:?}"), format!("{request:?}")] {
             assert!(!printed.contains("secret.jwt.value"), "{printed}");
             assert!(printed.contains("<redacted>"), "{printed}");
@@ -163,16 +148,8 @@ mod tests {
 
     #[test]
     fn a_validate_request_with_a_non_string_token_is_refused() {
-        for body in [
-            r#"{"token":42}"#,
-            r#"{"token":null}"#,
-            r#"{"token":["t"]}"#,
-            r#"{}"#,
-        ] {
-            assert!(
-                serde_json::from_str::<ValidateRequest>(body).is_err(),
-                "{body}"
-            );
+        for body in [r#"{"token":42}"#, r#"{"token":null}"#, r#"{"token":["t"]}"#, r#"{}"#] {
+            assert!(serde_json::from_str::<ValidateRequest>(body).is_err(), "{body}");
         }
     }
 }

@@ -18,55 +18,31 @@ pub const CONTENDERS: usize = 64;
 pub const ROUNDS: usize = 20;
 
 fn record(expiry: i64) -> TokenRecord {
-    TokenRecord {
-        uuid: Uuid::new_v4(),
-        expiry,
-    }
+    TokenRecord { uuid: Uuid::new_v4(), expiry }
 }
 
 /// An inserted record is consumed once; the second consume finds nothing.
 pub async fn an_inserted_token_is_consumed_exactly_once(store: &dyn TokenStore) {
     let token = record(2_000);
     store.insert(token).await.unwrap();
-    assert_eq!(
-        store.consume(token.uuid, 1_000).await.unwrap(),
-        Consumed::Consumed
-    );
-    assert_eq!(
-        store.consume(token.uuid, 1_000).await.unwrap(),
-        Consumed::NotFound
-    );
+    assert_eq!(store.consume(token.uuid, 1_000).await.unwrap(), Consumed::Consumed);
+    assert_eq!(store.consume(token.uuid, 1_000).await.unwrap(), Consumed::NotFound);
 }
 
 /// A uuid never inserted is not found.
 pub async fn an_unknown_token_is_not_found(store: &dyn TokenStore) {
-    assert_eq!(
-        store.consume(Uuid::new_v4(), 1_000).await.unwrap(),
-        Consumed::NotFound
-    );
+    assert_eq!(store.consume(Uuid::new_v4(), 1_000).await.unwrap(), Consumed::NotFound);
 }
 
 /// A second insert of a uuid is refused and leaves the first record as it was.
 pub async fn a_duplicate_insert_is_refused_and_changes_nothing(store: &dyn TokenStore) {
     let first = record(2_000);
     store.insert(first).await.unwrap();
-    let again = TokenRecord {
-        expiry: 9_000,
-        ..first
-    };
-    assert!(matches!(
-        store.insert(again).await,
-        Err(StoreError::Duplicate)
-    ));
+    let again = TokenRecord { expiry: 9_000, ..first };
+    assert!(matches!(store.insert(again).await, Err(StoreError::Duplicate)));
     // Still the first record: expired at 2000, not 9000.
-    assert_eq!(
-        store.consume(first.uuid, 2_000).await.unwrap(),
-        Consumed::Expired
-    );
-    assert_eq!(
-        store.consume(first.uuid, 1_999).await.unwrap(),
-        Consumed::Consumed
-    );
+    assert_eq!(store.consume(first.uuid, 2_000).await.unwrap(), Consumed::Expired);
+    assert_eq!(store.consume(first.uuid, 1_999).await.unwrap(), Consumed::Consumed);
 }
 
 /// A record is usable while `now < expiry` and refused from the exact second of `expiry` on
@@ -75,32 +51,17 @@ pub async fn expiry_is_enforced_to_the_second(store: &dyn TokenStore) {
     let (early, late) = (record(1_000), record(1_000));
     store.insert(early).await.unwrap();
     store.insert(late).await.unwrap();
-    assert_eq!(
-        store.consume(early.uuid, 999).await.unwrap(),
-        Consumed::Consumed
-    );
-    assert_eq!(
-        store.consume(late.uuid, 1_000).await.unwrap(),
-        Consumed::Expired
-    );
-    assert_eq!(
-        store.consume(late.uuid, 5_000).await.unwrap(),
-        Consumed::Expired
-    );
+    assert_eq!(store.consume(early.uuid, 999).await.unwrap(), Consumed::Consumed);
+    assert_eq!(store.consume(late.uuid, 1_000).await.unwrap(), Consumed::Expired);
+    assert_eq!(store.consume(late.uuid, 5_000).await.unwrap(), Consumed::Expired);
 }
 
 /// Refusing an expired record does not remove it or make it usable later: it stays expired.
 pub async fn a_refused_expired_record_is_never_consumed(store: &dyn TokenStore) {
     let token = record(1_000);
     store.insert(token).await.unwrap();
-    assert_eq!(
-        store.consume(token.uuid, 1_001).await.unwrap(),
-        Consumed::Expired
-    );
-    assert_eq!(
-        store.consume(token.uuid, 1_002).await.unwrap(),
-        Consumed::Expired
-    );
+    assert_eq!(store.consume(token.uuid, 1_001).await.unwrap(), Consumed::Expired);
+    assert_eq!(store.consume(token.uuid, 1_002).await.unwrap(), Consumed::Expired);
 }
 
 /// [`CONTENDERS`] concurrent consumes of one record: exactly one wins, the rest find nothing;
@@ -113,19 +74,10 @@ pub async fn one_of_many_concurrent_consumes_wins(store: Arc<dyn TokenStore>) {
             let store = Arc::clone(&store);
             tokio::spawn(async move { store.consume(token.uuid, 1_000).await.unwrap() })
         });
-        let outcomes: Vec<Consumed> = join_all(tasks)
-            .await
-            .into_iter()
-            .map(|joined| joined.unwrap())
-            .collect();
-        let wins = outcomes
-            .iter()
-            .filter(|o| **o == Consumed::Consumed)
-            .count();
-        let misses = outcomes
-            .iter()
-            .filter(|o| **o == Consumed::NotFound)
-            .count();
+        let outcomes: Vec<Consumed> =
+            join_all(tasks).await.into_iter().map(|joined| joined.unwrap()).collect();
+        let wins = outcomes.iter().filter(|o| **o == Consumed::Consumed).count();
+        let misses = outcomes.iter().filter(|o| **o == Consumed::NotFound).count();
         assert_eq!((wins, misses), (1, CONTENDERS - 1), "round {round}");
     }
 }
@@ -139,15 +91,9 @@ pub async fn one_of_many_concurrent_inserts_wins(store: Arc<dyn TokenStore>) {
     });
     let results = join_all(tasks).await;
     let stored = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
-    let refused = results
-        .iter()
-        .filter(|r| matches!(r, Ok(Err(StoreError::Duplicate))))
-        .count();
+    let refused = results.iter().filter(|r| matches!(r, Ok(Err(StoreError::Duplicate)))).count();
     assert_eq!((stored, refused), (1, CONTENDERS - 1));
-    assert_eq!(
-        store.consume(token.uuid, 1_000).await.unwrap(),
-        Consumed::Consumed
-    );
+    assert_eq!(store.consume(token.uuid, 1_000).await.unwrap(), Consumed::Consumed);
 }
 
 /// Many tokens issued and consumed concurrently: each is consumed exactly once.

@@ -73,10 +73,7 @@ pub async fn sdk_config() -> Result<SdkConfig, String> {
 impl DynamoStore {
     /// A store on `table` through `config` (see [`sdk_config`]).
     pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
-        Self {
-            client: Client::new(config),
-            table: table.into(),
-        }
+        Self { client: Client::new(config), table: table.into() }
     }
 
     /// The table's name.
@@ -90,17 +87,11 @@ impl DynamoStore {
     /// # Errors
     /// `Unavailable`/`Internal` if DynamoDB refuses or cannot be reached.
     pub async fn create_table_if_missing(&self) -> Result<bool, StoreError> {
-        let exists = self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await;
+        let exists = self.client.describe_table().table_name(&self.table).send().await;
         match exists {
             Ok(_) => return Ok(false),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            }
             Err(e) => return Err(classify(e)),
         }
         let key = PARTITION_KEY;
@@ -190,11 +181,7 @@ impl TokenStore for DynamoStore {
             Err(SdkError::ServiceError(e)) => match e.into_err() {
                 // The old item is returned only if it exists; then it failed on expiry.
                 DeleteItemError::ConditionalCheckFailedException(failed) => {
-                    Ok(if failed.item().is_some() {
-                        Consumed::Expired
-                    } else {
-                        Consumed::NotFound
-                    })
+                    Ok(if failed.item().is_some() { Consumed::Expired } else { Consumed::NotFound })
                 }
                 other => Err(classify_code(other.code().map(str::to_owned), other)),
             },
@@ -280,10 +267,8 @@ pub(crate) mod tests {
 
     /// A store on a fresh table of its own in DynamoDB Local.
     pub(crate) async fn fresh_store() -> DynamoStore {
-        let store = DynamoStore::new(
-            &local_config(&endpoint()).await,
-            format!("t-{}", Uuid::new_v4()),
-        );
+        let store =
+            DynamoStore::new(&local_config(&endpoint()).await, format!("t-{}", Uuid::new_v4()));
         assert!(store.create_table_if_missing().await.unwrap());
         store
     }
@@ -300,13 +285,7 @@ pub(crate) mod tests {
     async fn items_hold_uuid_as_a_string_and_expiry_as_epoch_seconds() {
         let store = fresh_store().await;
         let uuid = Uuid::new_v4();
-        store
-            .insert(TokenRecord {
-                uuid,
-                expiry: 1_234_567_890,
-            })
-            .await
-            .unwrap();
+        store.insert(TokenRecord { uuid, expiry: 1_234_567_890 }).await.unwrap();
         let item = store
             .client
             .get_item()
@@ -319,13 +298,8 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(item[PARTITION_KEY], AttributeValue::S(uuid.to_string()));
         assert_eq!(item[TTL_ATTRIBUTE], AttributeValue::N("1234567890".into()));
-        let ttl = store
-            .client
-            .describe_time_to_live()
-            .table_name(store.table())
-            .send()
-            .await
-            .unwrap();
+        let ttl =
+            store.client.describe_time_to_live().table_name(store.table()).send().await.unwrap();
         let ttl = ttl.time_to_live_description.unwrap();
         assert_eq!(ttl.attribute_name.as_deref(), Some(TTL_ATTRIBUTE));
     }
@@ -335,21 +309,10 @@ pub(crate) mod tests {
         // Nothing listens on port 9 (discard) on loopback: connections are refused at once.
         let store = DynamoStore::new(&local_config("http://127.0.0.1:9").await, "TokenTable");
         let started = std::time::Instant::now();
-        let refused = store
-            .insert(TokenRecord {
-                uuid: Uuid::new_v4(),
-                expiry: 2_000,
-            })
-            .await;
-        assert!(
-            matches!(refused, Err(StoreError::Unavailable(_))),
-            "{refused:?}"
-        );
+        let refused = store.insert(TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000 }).await;
+        assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
         let consumed = store.consume(Uuid::new_v4(), 1_000).await;
-        assert!(
-            matches!(consumed, Err(StoreError::Unavailable(_))),
-            "{consumed:?}"
-        );
+        assert!(matches!(consumed, Err(StoreError::Unavailable(_))), "{consumed:?}");
         assert!(started.elapsed() < 2 * OPERATION_TIMEOUT);
     }
 

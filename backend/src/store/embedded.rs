@@ -61,10 +61,7 @@ impl EmbeddedStore {
             .name("embedded-store-writer".into())
             .spawn(move || run_writer(&db, &queue))
             .map_err(internal)?;
-        Ok(Self {
-            ops: Some(ops),
-            writer: Some(writer),
-        })
+        Ok(Self { ops: Some(ops), writer: Some(writer) })
     }
 
     /// Removes up to [`MAX_SWEEP`] records whose `expiry <= now` (epoch seconds) and returns how
@@ -85,9 +82,7 @@ impl EmbeddedStore {
         if !matches!(sent, Some(Ok(()))) {
             return Err(internal("the embedded store's writer has stopped"));
         }
-        answer
-            .await
-            .map_err(|_| internal("the embedded store's writer stopped mid-operation"))?
+        answer.await.map_err(|_| internal("the embedded store's writer stopped mid-operation"))?
     }
 }
 
@@ -117,16 +112,11 @@ fn run_writer(db: &Database, queue: &mpsc::Receiver<Op>) {
         let mut batch = vec![first];
         batch.extend(queue.try_iter().take(MAX_BATCH - 1));
         match apply(db, &batch) {
-            Ok(outcomes) => batch
-                .into_iter()
-                .zip(outcomes)
-                .for_each(|(op, o)| o.answer(op)),
+            Ok(outcomes) => batch.into_iter().zip(outcomes).for_each(|(op, o)| o.answer(op)),
             Err(cause) => {
                 tracing::error!(error = %cause, ops = batch.len(), "embedded store commit failed");
                 let cause = cause.to_string();
-                batch
-                    .into_iter()
-                    .for_each(|op| Outcome::Failed(cause.clone()).answer(op));
+                batch.into_iter().for_each(|op| Outcome::Failed(cause.clone()).answer(op));
             }
         }
     }
@@ -159,10 +149,7 @@ impl Outcome {
 /// Applies `batch` in order in one durable transaction; all or nothing.
 fn apply(db: &Database, batch: &[Op]) -> Result<Vec<Outcome>, redb::Error> {
     let tx = db.begin_write()?;
-    let outcomes = batch
-        .iter()
-        .map(|op| apply_one(&tx, op))
-        .collect::<Result<_, _>>()?;
+    let outcomes = batch.iter().map(|op| apply_one(&tx, op)).collect::<Result<_, _>>()?;
     tx.commit()?;
     Ok(outcomes)
 }
@@ -226,10 +213,7 @@ pub fn dump(path: impl AsRef<Path>) -> Result<Vec<TokenRecord>, StoreError> {
         .map_err(internal)?
         .map(|entry| {
             let (id, expiry) = entry.map_err(internal)?;
-            Ok(TokenRecord {
-                uuid: Uuid::from_u128(id.value()),
-                expiry: expiry.value(),
-            })
+            Ok(TokenRecord { uuid: Uuid::from_u128(id.value()), expiry: expiry.value() })
         })
         .collect()
 }
@@ -252,35 +236,14 @@ mod tests {
         let (dir, store) = open();
         let path = dir.path().join("tokens.redb");
         let (kept, used) = (Uuid::new_v4(), Uuid::new_v4());
-        store
-            .insert(TokenRecord {
-                uuid: kept,
-                expiry: 2_000,
-            })
-            .await
-            .unwrap();
-        store
-            .insert(TokenRecord {
-                uuid: used,
-                expiry: 2_000,
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            store.consume(used, 1_000).await.unwrap(),
-            Consumed::Consumed
-        );
+        store.insert(TokenRecord { uuid: kept, expiry: 2_000 }).await.unwrap();
+        store.insert(TokenRecord { uuid: used, expiry: 2_000 }).await.unwrap();
+        assert_eq!(store.consume(used, 1_000).await.unwrap(), Consumed::Consumed);
         drop(store);
 
         let store = EmbeddedStore::open(&path).unwrap();
-        assert_eq!(
-            store.consume(used, 1_000).await.unwrap(),
-            Consumed::NotFound
-        );
-        assert_eq!(
-            store.consume(kept, 1_000).await.unwrap(),
-            Consumed::Consumed
-        );
+        assert_eq!(store.consume(used, 1_000).await.unwrap(), Consumed::NotFound);
+        assert_eq!(store.consume(kept, 1_000).await.unwrap(), Consumed::Consumed);
     }
 
     #[tokio::test]
@@ -288,23 +251,14 @@ mod tests {
         let (dir, store) = open();
         let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
         for (i, id) in ids.iter().enumerate() {
-            store
-                .insert(TokenRecord {
-                    uuid: *id,
-                    expiry: 100 + i as i64,
-                })
-                .await
-                .unwrap();
+            store.insert(TokenRecord { uuid: *id, expiry: 100 + i as i64 }).await.unwrap();
         }
         // Records with expiry 100 and 101 are expired at 101; 102 and 103 are not.
         assert_eq!(store.sweep_expired(101).await.unwrap(), 2);
         assert_eq!(store.sweep_expired(101).await.unwrap(), 0);
         drop(store);
-        let mut left: Vec<i64> = dump(dir.path().join("tokens.redb"))
-            .unwrap()
-            .iter()
-            .map(|r| r.expiry)
-            .collect();
+        let mut left: Vec<i64> =
+            dump(dir.path().join("tokens.redb")).unwrap().iter().map(|r| r.expiry).collect();
         left.sort();
         assert_eq!(left, vec![102, 103]);
     }

@@ -21,6 +21,9 @@ pub struct TestApp {
 pub fn config(data_dir: PathBuf) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        store: backend::server::StoreKind::Embedded,
+        table: "TokenTable".into(),
+        create_table: false,
         data_dir,
         secret: Some(SECRET.into()),
         ui_dir: PathBuf::from("/nonexistent"),
@@ -38,26 +41,15 @@ impl TestApp {
 
     pub async fn spawn_with(configure: impl FnOnce(Config) -> Config) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let server = Server::build(configure(config(data.path().to_owned())))
-            .await
-            .unwrap();
+        let server = Server::build(configure(config(data.path().to_owned()))).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run(async move { drop(stopped.await) }));
-        Self {
-            base,
-            client: reqwest::Client::new(),
-            _data: data,
-            stop: Some(stop),
-        }
+        Self { base, client: reqwest::Client::new(), _data: data, stop: Some(stop) }
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
     }
 
     /// `GET /tokens`, expecting 200.
@@ -83,10 +75,7 @@ impl TestApp {
     /// `POST /tokens` with `{"token": token}`, expecting 200.
     pub async fn validate(&self, token: &str) -> ValidateResponse {
         let response = self
-            .post_raw(
-                serde_json::json!({ "token": token }).to_string(),
-                Some("application/json"),
-            )
+            .post_raw(serde_json::json!({ "token": token }).to_string(), Some("application/json"))
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()

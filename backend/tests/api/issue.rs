@@ -5,17 +5,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn expiration_of(expiration: &str) -> i64 {
     assert!(expiration.ends_with('Z'), "{expiration} is not UTC");
-    OffsetDateTime::parse(expiration, &Rfc3339)
-        .unwrap()
-        .unix_timestamp()
+    OffsetDateTime::parse(expiration, &Rfc3339).unwrap().unix_timestamp()
 }
 
 #[tokio::test]
@@ -27,10 +22,7 @@ async fn a_token_is_issued_for_8_hours_and_never_cached() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let issued: shared::IssueResponse = response.json().await.unwrap();
     let expires = expiration_of(&issued.expiration);
-    assert!(
-        (before + 8 * 3600..=now() + 8 * 3600).contains(&expires),
-        "{expires}"
-    );
+    assert!((before + 8 * 3600..=now() + 8 * 3600).contains(&expires), "{expires}");
     assert_eq!(issued.token.split('.').count(), 3);
 }
 
@@ -46,25 +38,16 @@ async fn a_ttl_in_seconds_sets_the_lifetime() {
 #[tokio::test]
 async fn a_ttl_out_of_range_or_not_a_number_is_a_400() {
     let app = TestApp::spawn().await;
-    for query in [
-        "ttl=0",
-        "ttl=-1",
-        "ttl=abc",
-        "ttl=604801",
-        "ttl=1.5",
-        "ttl=",
-        "ttl=99999999999999999999",
-    ] {
+    for query in
+        ["ttl=0", "ttl=-1", "ttl=abc", "ttl=604801", "ttl=1.5", "ttl=", "ttl=99999999999999999999"]
+    {
         let message = assert_error(
             app.get(&format!("/tokens?{query}")).await,
             StatusCode::BAD_REQUEST,
             "bad_request",
         )
         .await;
-        assert_eq!(
-            message, "ttl must be a whole number of seconds from 1 to 604800",
-            "{query}"
-        );
+        assert_eq!(message, "ttl must be a whole number of seconds from 1 to 604800", "{query}");
     }
     let longest = app.get("/tokens?ttl=604800").await;
     assert_eq!(longest.status(), StatusCode::OK);
@@ -85,12 +68,7 @@ async fn health_answers_ok() {
 async fn unknown_routes_and_methods_get_json_errors() {
     let app = TestApp::spawn().await;
     assert_error(app.get("/nope").await, StatusCode::NOT_FOUND, "bad_request").await;
-    let delete = app
-        .client
-        .delete(format!("{}/tokens", app.base))
-        .send()
-        .await
-        .unwrap();
+    let delete = app.client.delete(format!("{}/tokens", app.base)).send().await.unwrap();
     assert_error(delete, StatusCode::METHOD_NOT_ALLOWED, "bad_request").await;
 }
 
@@ -110,15 +88,7 @@ async fn configured_origins_get_cors_headers_and_others_do_not() {
             .send()
     };
     let allowed = preflight("https://ui.example").await.unwrap();
-    assert_eq!(
-        allowed.headers()["access-control-allow-origin"],
-        "https://ui.example"
-    );
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://ui.example");
     let refused = preflight("https://evil.example").await.unwrap();
-    assert!(
-        refused
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
 }

@@ -14,50 +14,51 @@ struct Process {
 fn command(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_token-service"));
     command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--ui-dir",
-            "/nonexistent",
-            "--data-dir",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--ui-dir", "/nonexistent", "--data-dir"])
         .arg(data_dir)
         .env_remove("TOKEN_SERVICE_SECRET")
         .env("RUST_LOG", "warn");
     command
 }
 
+/// `command` for the DynamoDB store on DynamoDB Local (`DYNAMODB_ENDPOINT`, set by
+/// scripts/test), configured the standard AWS way, in the child's environment only.
+fn dynamodb_command(data_dir: &Path, table: &str) -> Command {
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test (it starts DynamoDB Local)");
+    let mut command = command(data_dir);
+    command
+        .args(["--store", "dynamodb", "--create-table", "--table", table])
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local");
+    command
+}
+
 impl Process {
     fn start(data_dir: &Path) -> Self {
-        let mut child = command(data_dir).stdout(Stdio::piped()).spawn().unwrap();
+        Self::spawn(command(data_dir))
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("token-service listening on ")
-            .unwrap()
-            .to_owned();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let base = line.trim().strip_prefix("token-service listening on ").unwrap().to_owned();
         Self { child, base }
     }
 
     async fn issue(&self) -> String {
-        let body: shared::IssueResponse = reqwest::get(format!("{}/tokens", self.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: shared::IssueResponse =
+            reqwest::get(format!("{}/tokens", self.base)).await.unwrap().json().await.unwrap();
         body.token
     }
 
     async fn validate(&self, token: &str) -> shared::ValidateResponse {
         let response = reqwest::Client::new()
             .post(format!("{}/tokens", self.base))
-            .json(&shared::ValidateRequest {
-                token: token.into(),
-            })
+            .json(&shared::ValidateRequest { token: token.into() })
             .send()
             .await
             .unwrap();
@@ -71,16 +72,10 @@ impl Process {
     }
 
     fn terminate(mut self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        let status =
+            Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
         assert!(status.success());
-        assert!(
-            self.child.wait().unwrap().success(),
-            "graceful shutdown exits 0"
-        );
+        assert!(self.child.wait().unwrap().success(), "graceful shutdown exits 0");
     }
 }
 
@@ -102,10 +97,7 @@ async fn survives(stop: fn(Process)) {
 
     let server = Process::start(data.path());
     for token in &unused {
-        assert!(
-            server.validate(token).await.is_valid,
-            "an acknowledged token was lost"
-        );
+        assert!(server.validate(token).await.is_valid, "an acknowledged token was lost");
     }
     let again = server.validate(&used).await;
     assert_eq!(again.reason, Some(shared::Reason::AlreadyUsed));
@@ -125,16 +117,10 @@ async fn tokens_survive_a_graceful_restart() {
 #[test]
 fn a_secret_shorter_than_32_bytes_is_refused_at_startup() {
     let data = tempfile::tempdir().unwrap();
-    let output = command(data.path())
-        .env("TOKEN_SERVICE_SECRET", "too-short")
-        .output()
-        .unwrap();
+    let output = command(data.path()).env("TOKEN_SERVICE_SECRET", "too-short").output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(
-        stderr.contains("the signing key is 9 bytes; HS256 needs at least 32"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("the signing key is 9 bytes; HS256 needs at least 32"), "{stderr}");
 }
 
 #[test]
@@ -146,14 +132,51 @@ fn a_given_secret_is_used_and_no_key_file_is_written() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.starts_with("token-service listening on http://127.0.0.1:"),
-        "{line}"
-    );
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("token-service listening on http://127.0.0.1:"), "{line}");
     assert!(!data.path().join(backend::server::KEY_FILE).exists());
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn the_server_runs_on_dynamodb_and_creates_its_table() {
+    let data = tempfile::tempdir().unwrap();
+    let table = format!("server-{}", uuid::Uuid::new_v4());
+    let server = Process::spawn(dynamodb_command(data.path(), &table));
+    let token = server.issue().await;
+    let answers = futures::future::join_all((0..64).map(|_| server.validate(&token))).await;
+    assert_eq!(answers.iter().filter(|a| a.is_valid).count(), 1);
+    assert!(
+        answers
+            .iter()
+            .filter(|a| !a.is_valid)
+            .all(|a| a.reason == Some(shared::Reason::AlreadyUsed))
+    );
+    assert!(!data.path().join(backend::server::STORE_FILE).exists(), "no embedded store was made");
+    server.terminate();
+
+    // Restarted on the same table and key: an unused token survives, a used one stays used.
+    let server = Process::spawn(dynamodb_command(data.path(), &table));
+    let unused = server.issue().await;
+    server.kill_9();
+    let server = Process::spawn(dynamodb_command(data.path(), &table));
+    assert!(server.validate(&unused).await.is_valid);
+    assert_eq!(server.validate(&token).await.reason, Some(shared::Reason::AlreadyUsed));
+}
+
+#[test]
+fn dynamodb_without_a_region_is_a_startup_error() {
+    let data = tempfile::tempdir().unwrap();
+    let output = command(data.path())
+        .args(["--store", "dynamodb"])
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("no AWS region configured: set AWS_REGION"), "{stderr}");
 }

@@ -23,10 +23,7 @@ async fn of_64_concurrent_validations_exactly_one_succeeds() {
         let token = app.issue().await.token;
         let answers = join_all((0..64).map(|_| app.validate(&token))).await;
         let valid = answers.iter().filter(|a| a.is_valid).count();
-        let used = answers
-            .iter()
-            .filter(|a| a.reason == Some(Reason::AlreadyUsed))
-            .count();
+        let used = answers.iter().filter(|a| a.reason == Some(Reason::AlreadyUsed)).count();
         assert_eq!((valid, used), (1, 63));
     }
 }
@@ -39,23 +36,14 @@ async fn a_forged_token_is_refused_and_the_real_one_still_works() {
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });
     let answer = app.validate(&forged).await;
-    assert_eq!(
-        (answer.is_valid, answer.reason),
-        (false, Some(Reason::InvalidSignature))
-    );
+    assert_eq!((answer.is_valid, answer.reason), (false, Some(Reason::InvalidSignature)));
     assert!(app.validate(&token).await.is_valid);
 }
 
 #[tokio::test]
 async fn garbage_tokens_are_malformed_not_errors() {
     let app = TestApp::spawn().await;
-    for token in [
-        "",
-        "abc",
-        "a.b.c",
-        "eyJhbGciOiJub25lIn0.e30.",
-        "\u{1F600}.\u{0}.x",
-    ] {
+    for token in ["", "abc", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "\u{1F600}.\u{0}.x"] {
         let answer = app.validate(token).await;
         assert_eq!(
             (answer.is_valid, answer.reason),
@@ -117,9 +105,7 @@ async fn any_content_type_is_read_as_json() {
         Some("application/x-www-form-urlencoded"),
     ] {
         let token = app.issue().await.token;
-        let response = app
-            .post_raw(format!(r#"{{"token":"{token}"}}"#), content_type)
-            .await;
+        let response = app.post_raw(format!(r#"{{"token":"{token}"}}"#), content_type).await;
         assert_eq!(response.status(), StatusCode::OK, "{content_type:?}");
         let answer: shared::ValidateResponse = response.json().await.unwrap();
         assert!(answer.is_valid, "{content_type:?}");
@@ -129,8 +115,6 @@ async fn any_content_type_is_read_as_json() {
 #[tokio::test]
 async fn validation_answers_are_never_cached() {
     let app = TestApp::spawn().await;
-    let response = app
-        .post_raw(r#"{"token":"x"}"#, Some("application/json"))
-        .await;
+    let response = app.post_raw(r#"{"token":"x"}"#, Some("application/json")).await;
     assert_eq!(response.headers()["cache-control"], "no-store");
 }

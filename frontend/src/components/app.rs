@@ -20,16 +20,10 @@ pub fn App() -> impl IntoView {
         let config = api::fetch_config().await;
         let chosen = choose_api_base(&browser::page_origin(), config.as_deref());
         match &chosen {
-            Ok(ApiChoice {
-                base,
-                fallback_reason: Some(why),
-            }) => {
+            Ok(ApiChoice { base, fallback_reason: Some(why) }) => {
                 leptos::logging::log!("API base {base} (same origin: {why})");
             }
-            Ok(ApiChoice {
-                base,
-                fallback_reason: None,
-            }) => {
+            Ok(ApiChoice { base, fallback_reason: None }) => {
                 leptos::logging::log!("API base {base} (from config.json)");
             }
             Err(e) => leptos::logging::error!("{e}"),
@@ -37,11 +31,7 @@ pub fn App() -> impl IntoView {
         choice.set(Some(chosen));
     });
     let api: Signal<Option<ApiBase>> = Memo::new(move |_| {
-        choice.with(|c| {
-            c.as_ref()
-                .and_then(|c| c.as_ref().ok())
-                .map(|c| c.base.clone())
-        })
+        choice.with(|c| c.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.base.clone()))
     })
     .into();
     let validate_box = RwSignal::new(String::new());

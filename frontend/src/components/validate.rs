@@ -48,10 +48,7 @@ pub fn ValidatePanel(
         spawn_local(async move {
             let outcome = api::validate(&base, &candidate)
                 .await
-                .map(|answer| Checked {
-                    token: candidate,
-                    answer,
-                });
+                .map(|answer| Checked { token: candidate, answer });
             state.update(|s| {
                 s.finish(outcome);
             });
