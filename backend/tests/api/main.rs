@@ -1,6 +1,8 @@
 //! HTTP tests: the real router on a real port, and the real `token-service` binary for
 //! start-up, restart and `kill -9`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly by design
+
 mod helpers;
 mod issue;
 mod process;
