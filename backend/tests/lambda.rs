@@ -1,0 +1,468 @@
+//! The Lambda entry point, end to end without AWS: API Gateway REST API (v1) proxy events, kept
+//! as JSON in `tests/events/`, are deserialized by `lambda_http` and driven through
+//! `lambda_http::Adapter` around `router.map_request(strip_stage)`, the same path
+//! `lambda_http::run` takes in `bin/token-service-lambda.rs`. Assertions are on the serialized
+//! Lambda response (`statusCode`, `multiValueHeaders`, `body`, `isBase64Encoded`), which is what
+//! API Gateway reads.
+//!
+//! The router is the one the Lambda serves, over the embedded store in a temporary directory;
+//! the DynamoDB store has its own conformance run against DynamoDB Local. Nothing here touches
+//! the process environment, so `lambda_http` prefixes the stage to each event's `path` exactly as
+//! it does in a deployed function without `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::Router;
+use backend::clock::SystemClock;
+use backend::http::{AllowedOrigins, router};
+use backend::keys::SigningKey;
+use backend::lambda::{KeySource, LambdaConfig, strip_stage};
+use backend::store::embedded::EmbeddedStore;
+use backend::tokens::{Lifetimes, TokenService};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Adapter, Context, LambdaEvent, Request};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tower::ServiceExt;
+
+/// A fixed test key (at least 32 bytes, as HS256 requires).
+const SECRET: &str = "lambda-test-key-lambda-test-key-lambda-test-key";
+/// The browser origin the events come from, and the one the router allows.
+const ORIGIN: &str = "https://ui.example";
+/// `GET /tokens` without `ttl`: the default lifetime, seconds.
+const DEFAULT_TTL: i64 = 8 * 60 * 60;
+
+/// The Lambda's router over an embedded store in its own temporary directory.
+struct TestLambda {
+    router: Router,
+    _data: tempfile::TempDir,
+}
+
+impl TestLambda {
+    fn new() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(data.path().join("tokens.redb")).unwrap();
+        let key = SigningKey::parse(SECRET.as_bytes()).unwrap();
+        let service =
+            TokenService::new(&key, Arc::new(store), Arc::new(SystemClock), Lifetimes::default());
+        let origins = AllowedOrigins::parse(ORIGIN).unwrap();
+        Self { router: router(Arc::new(service), &origins), _data: data }
+    }
+
+    /// Runs `event` through the Lambda entry point's service and returns the serialized
+    /// response, as the Lambda runtime would post it back.
+    async fn invoke(&self, event: Value) -> LambdaAnswer {
+        self.invoke_through(event, self.router.clone().map_request(strip_stage)).await
+    }
+
+    /// Like [`Self::invoke`], but also reports the path `lambda_http` built, before
+    /// `strip_stage` saw it.
+    async fn invoke_seeing_raw_path(&self, event: Value) -> (String, LambdaAnswer) {
+        let seen = Arc::new(Mutex::new(String::new()));
+        let record = Arc::clone(&seen);
+        let app =
+            self.router.clone().map_request(strip_stage).map_request(move |request: Request| {
+                *record.lock().unwrap() = request.uri().path().to_owned();
+                request
+            });
+        let answer = self.invoke_through(event, app).await;
+        let seen = seen.lock().unwrap().clone();
+        (seen, answer)
+    }
+
+    async fn invoke_through<S>(&self, event: Value, app: S) -> LambdaAnswer
+    where
+        S: tower::Service<
+                Request,
+                Response = axum::response::Response,
+                Error = std::convert::Infallible,
+            > + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let payload: LambdaRequest = serde_json::from_value(event).unwrap();
+        assert!(
+            matches!(payload, LambdaRequest::ApiGatewayV1(_)),
+            "not read as a REST API event: {payload:?}"
+        );
+        let response = Adapter::from(app)
+            .oneshot(LambdaEvent::new(payload, Context::default()))
+            .await
+            .unwrap();
+        LambdaAnswer(serde_json::to_value(response).unwrap())
+    }
+
+    /// `GET /tokens` through the `issue` event; returns the token.
+    async fn issue(&self) -> String {
+        let answer = self.invoke(event("issue", None)).await;
+        assert_eq!(answer.status(), 200, "{answer:?}");
+        answer.json()["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A serialized API Gateway REST proxy response.
+#[derive(Debug)]
+struct LambdaAnswer(Value);
+
+impl LambdaAnswer {
+    fn status(&self) -> u64 {
+        self.0["statusCode"].as_u64().unwrap()
+    }
+
+    /// The single value of response header `name` (lower case), or `None` if absent. Panics if
+    /// the header is repeated.
+    fn header(&self, name: &str) -> Option<String> {
+        let values = self.0["multiValueHeaders"].get(name)?.as_array().unwrap();
+        assert_eq!(values.len(), 1, "{name} repeated: {values:?}");
+        Some(values[0].as_str().unwrap().to_owned())
+    }
+
+    /// The body parsed as JSON, after checking it is sent as JSON text.
+    fn json(&self) -> Value {
+        assert_eq!(self.0["isBase64Encoded"], json!(false), "{self:?}");
+        assert_eq!(self.header("content-type").as_deref(), Some("application/json"));
+        serde_json::from_str(self.0["body"].as_str().unwrap()).unwrap()
+    }
+
+    /// The headers every API answer to the browser carries: `Cache-Control: no-store` and
+    /// CORS for the allowed origin. Also checks that `headers` is empty: API Gateway merges
+    /// it with `multiValueHeaders`, so anything there would be sent twice.
+    fn assert_api_headers(&self) {
+        assert_eq!(self.0["headers"], json!({}), "{self:?}");
+        assert_eq!(self.header("cache-control").as_deref(), Some("no-store"));
+        assert_eq!(self.header("access-control-allow-origin").as_deref(), Some(ORIGIN));
+        let vary = self.header("vary").unwrap_or_default();
+        assert!(vary.split(',').any(|v| v.trim() == "origin"), "vary: {vary}");
+    }
+}
+
+/// Reads `tests/events/{name}.json`, putting `token` in place of `{{TOKEN}}`, inside the base64
+/// body too when the event says `isBase64Encoded`.
+fn event(name: &str, token: Option<&str>) -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut event: Value = serde_json::from_str(&text).unwrap();
+    if let Some(token) = token {
+        let body = event["body"].as_str().unwrap();
+        let body = if event["isBase64Encoded"] == json!(true) {
+            let plain = String::from_utf8(STANDARD.decode(body).unwrap()).unwrap();
+            assert!(plain.contains("{{TOKEN}}"), "{name}: no placeholder");
+            STANDARD.encode(plain.replace("{{TOKEN}}", token))
+        } else {
+            assert!(body.contains("{{TOKEN}}"), "{name}: no placeholder");
+            body.replace("{{TOKEN}}", token)
+        };
+        event["body"] = Value::String(body);
+    }
+    event
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs().try_into().unwrap()
+}
+
+/// The `exp` claim of a compact JWS, read without verifying it.
+fn exp_claim(token: &str) -> i64 {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["exp"].as_i64().unwrap()
+}
+
+/// Checks an issue answer and returns its expiration, epoch seconds.
+fn issued_expiration(answer: &LambdaAnswer) -> i64 {
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    answer.assert_api_headers();
+    let body = answer.json();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(token.split('.').count(), 3, "not a compact JWS: {token}");
+    let expiration = body["expiration"].as_str().unwrap();
+    assert!(expiration.ends_with('Z'), "not UTC: {expiration}");
+    let expiration = OffsetDateTime::parse(expiration, &Rfc3339).unwrap().unix_timestamp();
+    assert_eq!(expiration, exp_claim(token));
+    expiration
+}
+
+fn assert_valid(answer: &LambdaAnswer) {
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    answer.assert_api_headers();
+    assert_eq!(
+        answer.json(),
+        json!({"isValid": true, "message": "Token is valid and has now been used"})
+    );
+}
+
+#[tokio::test]
+async fn an_issue_event_returns_a_token_with_the_default_lifetime() {
+    let lambda = TestLambda::new();
+    let before = now();
+    let answer = lambda.invoke(event("issue", None)).await;
+    let after = now();
+    let expiration = issued_expiration(&answer);
+    assert!(
+        (before + DEFAULT_TTL..=after + DEFAULT_TTL).contains(&expiration),
+        "expiration {expiration} not {DEFAULT_TTL} s after {before}..={after}"
+    );
+}
+
+#[tokio::test]
+async fn a_stage_prefixed_path_routes_to_tokens_and_keeps_the_ttl_query() {
+    let lambda = TestLambda::new();
+    let raw = event("issue-ttl-60", None);
+    assert_eq!(raw["path"], "/tokens");
+    assert_eq!(raw["requestContext"]["path"], "/prod/tokens");
+    let before = now();
+    let (seen, answer) = lambda.invoke_seeing_raw_path(raw).await;
+    let after = now();
+    // lambda_http puts the stage in front of `path`; only strip_stage makes this `/tokens`.
+    assert_eq!(seen, "/prod/tokens");
+    let expiration = issued_expiration(&answer);
+    assert!(
+        (before + 60..=after + 60).contains(&expiration),
+        "expiration {expiration} not 60 s after {before}..={after}"
+    );
+}
+
+#[tokio::test]
+async fn without_strip_stage_a_rest_event_misses_every_route() {
+    // Why the entry point maps requests through strip_stage: unless
+    // AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set, the router is asked for `/prod/tokens`.
+    let lambda = TestLambda::new();
+    let answer = lambda.invoke_through(event("issue", None), lambda.router.clone()).await;
+    assert_eq!(answer.status(), 404, "{answer:?}");
+    assert_eq!(answer.json()["reason"], "bad_request");
+}
+
+#[tokio::test]
+async fn an_issued_token_validates_once() {
+    let lambda = TestLambda::new();
+    let token = lambda.issue().await;
+    assert_valid(&lambda.invoke(event("validate", Some(&token))).await);
+}
+
+#[tokio::test]
+async fn a_token_cannot_be_validated_twice() {
+    let lambda = TestLambda::new();
+    let token = lambda.issue().await;
+    assert_valid(&lambda.invoke(event("validate", Some(&token))).await);
+    let again = lambda.invoke(event("validate", Some(&token))).await;
+    assert_eq!(again.status(), 200, "{again:?}");
+    again.assert_api_headers();
+    assert_eq!(
+        again.json(),
+        json!({
+            "isValid": false,
+            "message": "Token has already been used",
+            "reason": "already_used",
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_body_is_read_as_json_whatever_its_content_type_says() {
+    let lambda = TestLambda::new();
+    for name in
+        ["validate-no-content-type", "validate-text-plain", "validate-upper-case-content-type"]
+    {
+        let token = lambda.issue().await;
+        let answer = lambda.invoke(event(name, Some(&token))).await;
+        assert_eq!(answer.status(), 200, "{name}: {answer:?}");
+        assert_eq!(answer.json()["isValid"], json!(true), "{name}: {answer:?}");
+        assert_valid(&answer);
+    }
+}
+
+#[tokio::test]
+async fn a_base64_encoded_body_validates() {
+    let lambda = TestLambda::new();
+    let token = lambda.issue().await;
+    let event = event("validate-base64", Some(&token));
+    assert_eq!(event["isBase64Encoded"], json!(true));
+    assert_valid(&lambda.invoke(event).await);
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_a_400_with_cors_headers_not_a_lambda_error() {
+    let lambda = TestLambda::new();
+    let answer = lambda.invoke(event("validate-malformed-body", None)).await;
+    assert_eq!(answer.status(), 400, "{answer:?}");
+    answer.assert_api_headers();
+    assert_eq!(
+        answer.json(),
+        json!({
+            "isValid": false,
+            "message": "the body must be JSON of the form {\"token\": \"<JWT>\"} \
+                        (it is not valid JSON, at line 1 column 2)",
+            "reason": "bad_request",
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_post_without_a_body_is_a_400_with_cors_headers() {
+    let lambda = TestLambda::new();
+    let event = event("validate-no-body", None);
+    assert_eq!(event["body"], Value::Null);
+    let answer = lambda.invoke(event).await;
+    assert_eq!(answer.status(), 400, "{answer:?}");
+    answer.assert_api_headers();
+    assert_eq!(
+        answer.json(),
+        json!({
+            "isValid": false,
+            "message": "the body must be JSON of the form {\"token\": \"<JWT>\"} \
+                        (it ends too early, at line 1 column 0)",
+            "reason": "bad_request",
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_8_kib_is_a_413_with_cors_headers() {
+    let lambda = TestLambda::new();
+    let event = event("validate-too-large", None);
+    assert!(event["body"].as_str().unwrap().len() > shared::MAX_BODY_BYTES);
+    let answer = lambda.invoke(event).await;
+    assert_eq!(answer.status(), 413, "{answer:?}");
+    answer.assert_api_headers();
+    assert_eq!(
+        answer.json(),
+        json!({
+            "isValid": false,
+            "message": "the request body is larger than 8192 bytes",
+            "reason": "payload_too_large",
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_404_in_the_api_error_shape() {
+    let lambda = TestLambda::new();
+    let answer = lambda.invoke(event("unknown-route", None)).await;
+    assert_eq!(answer.status(), 404, "{answer:?}");
+    answer.assert_api_headers();
+    assert_eq!(
+        answer.json(),
+        json!({
+            "isValid": false,
+            "message": "no such endpoint; the API is GET /tokens, POST /tokens and GET /health",
+            "reason": "bad_request",
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_options_preflight_allows_the_ui_origin_to_post_json() {
+    // Deployed, API Gateway answers preflights itself (`defaultCorsPreflightOptions` in
+    // infra/lib/api.ts); this pins the router's own answer for any route that forwards them.
+    let lambda = TestLambda::new();
+    let answer = lambda.invoke(event("preflight", None)).await;
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    assert_eq!(answer.0["headers"], json!({}));
+    assert_eq!(answer.header("access-control-allow-origin").as_deref(), Some(ORIGIN));
+    let methods = answer.header("access-control-allow-methods").unwrap();
+    let methods: Vec<&str> = methods.split(',').map(str::trim).collect();
+    assert_eq!(methods, ["GET", "POST"]);
+    assert_eq!(answer.header("access-control-allow-headers").as_deref(), Some("content-type"));
+    assert_eq!(answer.header("access-control-max-age").as_deref(), Some("600"));
+    assert_eq!(
+        answer.header("vary").as_deref(),
+        Some("origin, access-control-request-method, access-control-request-headers")
+    );
+    // No Cache-Control check: responses to OPTIONS are not cacheable (RFC 9110 section
+    // 9.3.7); browsers cache preflights for Access-Control-Max-Age only.
+    assert_eq!(answer.0["body"], json!(""), "{answer:?}");
+    assert_eq!(answer.0["isBase64Encoded"], json!(false));
+}
+
+fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> =
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    move |name| map.get(name).cloned()
+}
+
+#[test]
+fn lambda_config_without_a_secret_names_the_secret_arn_variable() {
+    let error = LambdaConfig::from_env(vars(&[("TOKEN_SERVICE_TABLE", "T")])).unwrap_err();
+    assert_eq!(error, "set TOKEN_SERVICE_SECRET_ARN (or TOKEN_SERVICE_SECRET for local use)");
+    let empty = LambdaConfig::from_env(vars(&[
+        ("TOKEN_SERVICE_SECRET_ARN", ""),
+        ("TOKEN_SERVICE_SECRET", ""),
+    ]));
+    assert_eq!(empty.unwrap_err(), error);
+}
+
+#[test]
+fn lambda_config_prefers_the_secret_arn_over_the_secret_value() {
+    let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:token-key-AbCdEf";
+    let config = LambdaConfig::from_env(vars(&[
+        ("TOKEN_SERVICE_SECRET_ARN", arn),
+        ("TOKEN_SERVICE_SECRET", SECRET),
+    ]))
+    .unwrap();
+    assert_eq!(config.key, KeySource::SecretsManager(arn.into()));
+
+    let config = LambdaConfig::from_env(vars(&[
+        ("TOKEN_SERVICE_SECRET_ARN", ""),
+        ("TOKEN_SERVICE_SECRET", SECRET),
+    ]))
+    .unwrap();
+    assert_eq!(config.key, KeySource::Value(SECRET.into()));
+    assert_eq!(format!("{:?}", config.key), "Value(<redacted>)");
+}
+
+#[test]
+fn lambda_config_refuses_a_ttl_that_is_not_whole_seconds() {
+    let secret = ("TOKEN_SERVICE_SECRET", SECRET);
+    let error =
+        LambdaConfig::from_env(vars(&[secret, ("TOKEN_SERVICE_MAX_TTL", "1h")])).unwrap_err();
+    assert_eq!(error, r#"TOKEN_SERVICE_MAX_TTL must be whole seconds: "1h""#);
+    let error =
+        LambdaConfig::from_env(vars(&[secret, ("TOKEN_SERVICE_DEFAULT_TTL", "-5")])).unwrap_err();
+    assert_eq!(error, r#"TOKEN_SERVICE_DEFAULT_TTL must be whole seconds: "-5""#);
+    let error = LambdaConfig::from_env(vars(&[
+        secret,
+        ("TOKEN_SERVICE_DEFAULT_TTL", "7200"),
+        ("TOKEN_SERVICE_MAX_TTL", "3600"),
+    ]))
+    .unwrap_err();
+    assert_eq!(error, "the default lifetime (7200 s) must be between 1 s and the maximum (3600 s)");
+}
+
+#[test]
+fn lambda_config_defaults_to_table_token_table_default_lifetimes_and_no_cors() {
+    let config = LambdaConfig::from_env(vars(&[("TOKEN_SERVICE_SECRET", SECRET)])).unwrap();
+    assert_eq!(
+        config,
+        LambdaConfig {
+            table: "TokenTable".into(),
+            key: KeySource::Value(SECRET.into()),
+            origins: AllowedOrigins::None,
+            lifetimes: Lifetimes::default(),
+        }
+    );
+    let config = LambdaConfig::from_env(vars(&[
+        ("TOKEN_SERVICE_SECRET", SECRET),
+        ("TOKEN_SERVICE_TABLE", "OtherTable"),
+        ("TOKEN_SERVICE_ALLOWED_ORIGINS", ORIGIN),
+        ("TOKEN_SERVICE_DEFAULT_TTL", "60"),
+        ("TOKEN_SERVICE_MAX_TTL", "120"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        config,
+        LambdaConfig {
+            table: "OtherTable".into(),
+            key: KeySource::Value(SECRET.into()),
+            origins: AllowedOrigins::parse(ORIGIN).unwrap(),
+            lifetimes: Lifetimes::new(60, 120).unwrap(),
+        }
+    );
+}
