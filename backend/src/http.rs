@@ -9,8 +9,9 @@
 //! Every error answer (`4xx`, `5xx`) has the [`ValidateResponse`] shape with `isValid: false`,
 //! a message and a `reason`, so clients read one shape. Handlers only translate between the
 //! `shared` wire types and [`TokenService`]; [`ApiError`] is the one place errors become status
-//! codes. Every API answer carries `Cache-Control: no-store` (RFC 9111 section 5.2.2.5): a
-//! cached `GET /tokens` would hand one token to two people.
+//! codes. Every API answer but a CORS preflight (not cacheable anyway) carries
+//! `Cache-Control: no-store` (RFC 9111 section 5.2.2.5): a cached `GET /tokens` would hand one
+//! token to two people.
 
 use crate::store::StoreError;
 use crate::tokens::{IssueError, TokenService, ValidateError};
