@@ -13,6 +13,7 @@ use crate::http::{AllowedOrigins, router};
 use crate::keys::{KeyError, MIN_KEY_BYTES, SigningKey};
 use crate::store::dynamodb::{DynamoStore, sdk_config};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::null::NullStore;
 use crate::store::{StoreError, TokenStore};
 use crate::tokens::{DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, Lifetimes, TokenService};
 use axum::Router;
@@ -91,6 +92,10 @@ pub enum StoreKind {
     Embedded,
     /// A DynamoDB table.
     Dynamodb,
+    /// Keeps nothing, so tokens are NOT single-use: a baseline for benchmarks only
+    /// (`store::null`). Hidden from `--help`; never a default.
+    #[value(hide = true)]
+    Null,
 }
 
 /// Why the server could not start.
@@ -180,6 +185,12 @@ impl Server {
                     tracing::info!(table = %config.table, created, "DynamoDB table ready");
                 }
                 (Arc::new(store), None)
+            }
+            StoreKind::Null => {
+                tracing::warn!(
+                    "--store null keeps nothing: tokens are not single-use (benchmarks only)"
+                );
+                (Arc::new(NullStore), None)
             }
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

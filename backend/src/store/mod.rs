@@ -21,6 +21,7 @@ use uuid::Uuid;
 pub mod conformance;
 pub mod dynamodb;
 pub mod embedded;
+pub mod null;
 
 /// One issued, unused token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,42 @@
+//! A store that keeps nothing: FOR BENCHMARKS ONLY.
+//!
+//! [`NullStore`] breaks the [`TokenStore`] contract on purpose: `insert` stores nothing and
+//! `consume` reports [`Consumed::Consumed`] for any uuid, so a token could be used any number
+//! of times. It exists to measure everything but storage (HTTP, JSON, signing, verifying) and
+//! to give the durable store a baseline to be compared with in the same run. The local server
+//! selects it only with the hidden `--store null`; it is never a default and never used by the
+//! Lambda.
+
+use super::{Consumed, StoreError, TokenRecord, TokenStore};
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// Benchmark-only store: insert always succeeds, consume always consumes. NOT single-use.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullStore;
+
+#[async_trait]
+impl TokenStore for NullStore {
+    async fn insert(&self, _record: TokenRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn consume(&self, _uuid: Uuid, _now: i64) -> Result<Consumed, StoreError> {
+        Ok(Consumed::Consumed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_null_store_accepts_every_insert_and_consumes_every_uuid_again_and_again() {
+        let uuid = Uuid::new_v4();
+        let store = NullStore;
+        store.insert(TokenRecord { uuid, expiry: 10 }).await.unwrap();
+        store.insert(TokenRecord { uuid, expiry: 10 }).await.unwrap();
+        assert_eq!(store.consume(uuid, 100).await.unwrap(), Consumed::Consumed);
+        assert_eq!(store.consume(uuid, 100).await.unwrap(), Consumed::Consumed);
+    }
+}
