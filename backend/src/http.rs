@@ -68,7 +68,9 @@ impl AllowedOrigins {
 /// The local server adds the UI as its fallback service.
 pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
     let router = Router::new()
-        .route("/tokens", get(issue).post(validate))
+        // HEAD must not issue (and store) a token only to drop the body: 405, not axum's implicit
+        // GET-as-HEAD.
+        .route("/tokens", get(issue).head(method_not_allowed).post(validate))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -92,8 +94,10 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
     )
 }
 
-/// Query of `GET /tokens`.
+/// Query of `GET /tokens`. Unknown parameters are refused, so a typo such as `?tll=60` is a 400
+/// rather than a silent 8-hour token.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct IssueParams {
     /// Lifetime in seconds.
     ttl: Option<u64>,
@@ -157,9 +161,14 @@ impl ClassifyMessage for serde_json::Error {
     fn classify_message(&self) -> String {
         use serde_json::error::Category;
         let what = match self.classify() {
-            Category::Io | Category::Eof => "it ends too early",
-            Category::Syntax => "it is not valid JSON",
-            Category::Data => "token must be a string",
+            Category::Io | Category::Eof => "it ends too early".to_owned(),
+            Category::Syntax => "it is not valid JSON".to_owned(),
+            // serde's own words for the input's shape: "missing field `token`", "duplicate field
+            // `token`", "invalid type: integer `42`, expected a string"; they quote only the input.
+            Category::Data => {
+                let text = self.to_string();
+                text.split(" at line ").next().unwrap_or("token must be a string").to_owned()
+            }
         };
         format!("{what}, at line {} column {}", self.line(), self.column())
     }
@@ -169,7 +178,8 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-async fn not_found() -> ApiError {
+/// The API's JSON `404`, also used by the local server for non-GET requests outside the API.
+pub async fn not_found() -> ApiError {
     ApiError::NotFound
 }
 

@@ -9,7 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::contract::{
     DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DEFAULT_TTL, ENV_MAX_TTL, ENV_SECRET, ENV_TABLE,
 };
-use crate::http::{AllowedOrigins, router};
+use crate::http::{AllowedOrigins, not_found, router};
 use crate::keys::{KeyError, MIN_KEY_BYTES, SigningKey};
 use crate::store::dynamodb::{DynamoStore, sdk_config};
 use crate::store::embedded::EmbeddedStore;
@@ -17,6 +17,7 @@ use crate::store::null::NullStore;
 use crate::store::{StoreError, TokenStore};
 use crate::tokens::{DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, Lifetimes, TokenService};
 use axum::Router;
+use axum::routing::get_service;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -107,6 +108,22 @@ pub enum StartupError {
     /// The given key is too short.
     #[error("TOKEN_SERVICE_SECRET / --secret: {0}")]
     Key(#[from] KeyError),
+    /// The kept key file holds a key that is too short (truncated or replaced).
+    #[error("signing key file {path}: {source}; delete it to generate a new key")]
+    KeyFileInvalid {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// The data directory cannot be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
     /// The key file cannot be read or written.
     #[error("signing key file {path}: {source}")]
     KeyFile {
@@ -115,8 +132,8 @@ pub enum StartupError {
         /// What failed.
         source: io::Error,
     },
-    /// The data directory or store cannot be opened.
-    #[error("token store in {path}: {source} (is another token-service using it?)")]
+    /// The store file cannot be opened: locked by another process, unreadable or corrupt.
+    #[error("token store {path}: {}", causes(source))]
     Store {
         /// The store file.
         path: PathBuf,
@@ -161,7 +178,7 @@ impl Server {
         }
         let key_file = config.data_dir.join(KEY_FILE);
         std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| StartupError::KeyFile { path: key_file.clone(), source })?;
+            .map_err(|source| StartupError::DataDir { path: config.data_dir.clone(), source })?;
         let key = match &config.secret {
             Some(secret) => SigningKey::parse(secret.as_bytes())?,
             None => load_or_create_key(&key_file)?,
@@ -183,6 +200,13 @@ impl Server {
                         StartupError::Dynamo(format!("creating table {}: {e:?}", config.table))
                     })?;
                     tracing::info!(table = %config.table, created, "DynamoDB table ready");
+                } else if !store.table_exists().await.map_err(|e| {
+                    StartupError::Dynamo(format!("checking table {}: {}", config.table, causes(&e)))
+                })? {
+                    return Err(StartupError::Dynamo(format!(
+                        "table {} does not exist; pass --create-table to create it",
+                        config.table
+                    )));
                 }
                 (Arc::new(store), None)
             }
@@ -232,14 +256,28 @@ impl Server {
     }
 }
 
-/// Serves the UI at `/` when it has been built; otherwise keeps the API's JSON 404.
+/// Serves the UI at `/` when it has been built; otherwise keeps the API's JSON 404. Only GET
+/// and HEAD reach the UI files; other methods outside the API get the API's JSON 404.
 fn with_ui(api: Router, ui_dir: &Path) -> Router {
     let index = ui_dir.join("index.html");
     if !index.is_file() {
         tracing::warn!(dir = %ui_dir.display(), "web UI not built; serving the API only");
         return api;
     }
-    api.fallback_service(ServeDir::new(ui_dir).not_found_service(ServeFile::new(index)))
+    // SPA fallback: any other path is the page itself, with 200 (as CloudFront does in AWS).
+    let files = ServeDir::new(ui_dir).fallback(ServeFile::new(index));
+    api.fallback_service(get_service(files).fallback(not_found))
+}
+
+/// An error and its causes, joined by ": " (`Display` of a `thiserror` enum hides its source).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 async fn sweep(store: Arc<EmbeddedStore>, clock: Arc<dyn Clock>, every: Duration) {
@@ -259,7 +297,10 @@ async fn sweep(store: Arc<EmbeddedStore>, clock: Arc<dyn Clock>, every: Duration
 fn load_or_create_key(path: &Path) -> Result<SigningKey, StartupError> {
     let file_error = |source| StartupError::KeyFile { path: path.to_owned(), source };
     match std::fs::read(path) {
-        Ok(bytes) => return Ok(SigningKey::parse(&bytes)?),
+        Ok(bytes) => {
+            return SigningKey::parse(&bytes)
+                .map_err(|source| StartupError::KeyFileInvalid { path: path.to_owned(), source });
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(file_error(e)),
     }
@@ -317,9 +358,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE);
         std::fs::write(&path, [1u8; 16]).unwrap();
+        let refused = load_or_create_key(&path).unwrap_err();
         assert!(matches!(
-            load_or_create_key(&path),
-            Err(StartupError::Key(KeyError::TooShort { len: 16 }))
+            refused,
+            StartupError::KeyFileInvalid { source: KeyError::TooShort { len: 16 }, .. }
         ));
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "signing key file {}: the signing key is 16 bytes; HS256 needs at least 32 \
+                 (RFC 7518 section 3.2); delete it to generate a new key",
+                path.display()
+            )
+        );
     }
 }

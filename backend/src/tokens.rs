@@ -21,6 +21,10 @@ use uuid::Uuid;
 pub const DEFAULT_LIFETIME_SECS: u64 = 8 * 60 * 60;
 /// Default longest lifetime a caller may ask for: 7 days, in seconds.
 pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 7 * 24 * 60 * 60;
+/// Upper bound of any configured maximum lifetime: 10 years, in seconds. Keeps every `exp`
+/// representable (as `i64` and as an RFC 3339 date) so no configuration can make issuing fail
+/// after a record was stored.
+pub const LIFETIME_CEILING_SECS: u64 = 10 * 366 * 24 * 60 * 60;
 /// Longest token accepted for validation, in bytes; an issued token is about 150.
 pub const MAX_TOKEN_BYTES: usize = 1024;
 
@@ -49,8 +53,14 @@ impl Lifetimes {
     /// Lifetimes of `default` and at most `max` seconds.
     ///
     /// # Errors
-    /// A message if `default` is 0 or greater than `max`.
+    /// A message if `default` is 0 or greater than `max`, or `max` exceeds
+    /// [`LIFETIME_CEILING_SECS`].
     pub fn new(default: u64, max: u64) -> Result<Self, String> {
+        if max > LIFETIME_CEILING_SECS {
+            return Err(format!(
+                "the maximum lifetime ({max} s) must be at most {LIFETIME_CEILING_SECS} s (10 years)"
+            ));
+        }
         if default == 0 || default > max {
             return Err(format!(
                 "the default lifetime ({default} s) must be between 1 s and the maximum ({max} s)"
@@ -317,6 +327,18 @@ mod tests {
         assert!(f.service.validate(&a.token).await.is_ok());
         f.clock.set(NOW + 60);
         assert!(matches!(f.service.validate(&b.token).await, Err(ValidateError::Expired)));
+    }
+
+    #[test]
+    fn lifetimes_must_be_ordered_and_below_the_ceiling() {
+        assert!(Lifetimes::new(0, 60).is_err());
+        assert!(Lifetimes::new(61, 60).is_err());
+        assert!(Lifetimes::new(60, LIFETIME_CEILING_SECS + 1).is_err());
+        assert!(Lifetimes::new(u64::MAX, u64::MAX).is_err());
+        assert_eq!(
+            Lifetimes::new(60, LIFETIME_CEILING_SECS).unwrap().max_secs(),
+            LIFETIME_CEILING_SECS
+        );
     }
 
     #[tokio::test]

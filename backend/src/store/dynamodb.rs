@@ -81,6 +81,21 @@ impl DynamoStore {
         &self.table
     }
 
+    /// Whether the table exists (`DescribeTable`), for a clear start-up error instead of failing
+    /// requests.
+    ///
+    /// # Errors
+    /// `Unavailable`/`Internal` if DynamoDB cannot answer.
+    pub async fn table_exists(&self) -> Result<bool, StoreError> {
+        match self.client.describe_table().table_name(&self.table).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
     /// Creates the table (on-demand billing, key `uuid`) with TTL on `expiry` if it does not
     /// exist, and waits until it is active. Returns whether it created it.
     ///
@@ -250,6 +265,17 @@ pub(crate) mod tests {
 
     /// SDK configuration for DynamoDB Local at `endpoint`, with dummy credentials.
     pub(crate) async fn local_config(endpoint: &str) -> SdkConfig {
+        // DynamoDB Local is a JVM on the same 2 cores as the tests: a cold one answers 64
+        // concurrent calls slower than DynamoDB does, so tests allow it more time.
+        local_config_with(endpoint, Duration::from_secs(15), Duration::from_secs(30)).await
+    }
+
+    /// As [`local_config`], with the given attempt and operation timeouts.
+    pub(crate) async fn local_config_with(
+        endpoint: &str,
+        attempt: Duration,
+        operation: Duration,
+    ) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(endpoint)
             .region(Region::new("us-east-1"))
@@ -257,8 +283,8 @@ pub(crate) mod tests {
             .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(operation)
                     .build(),
             )
             .load()
@@ -307,7 +333,9 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_unreachable_endpoint_is_unavailable_within_the_operation_timeout() {
         // Nothing listens on port 9 (discard) on loopback: connections are refused at once.
-        let store = DynamoStore::new(&local_config("http://127.0.0.1:9").await, "TokenTable");
+        let config =
+            local_config_with("http://127.0.0.1:9", ATTEMPT_TIMEOUT, OPERATION_TIMEOUT).await;
+        let store = DynamoStore::new(&config, "TokenTable");
         let started = std::time::Instant::now();
         let refused = store.insert(TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000 }).await;
         assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");

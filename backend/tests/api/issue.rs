@@ -92,3 +92,23 @@ async fn configured_origins_get_cors_headers_and_others_do_not() {
     let refused = preflight("https://evil.example").await.unwrap();
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn head_does_not_issue_a_token() {
+    let app = TestApp::spawn().await;
+    let head = app.client.head(format!("{}/tokens", app.base)).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn with_the_ui_served_other_methods_outside_the_api_still_get_json() {
+    let ui = tempfile::tempdir().unwrap();
+    std::fs::write(ui.path().join("index.html"), "<html>ui</html>").unwrap();
+    let ui_dir = ui.path().to_owned();
+    let app = TestApp::spawn_with(|c| backend::server::Config { ui_dir, ..c }).await;
+    let page = app.get("/anything").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.text().await.unwrap(), "<html>ui</html>");
+    let post = app.client.post(format!("{}/tokens/", app.base)).body("{}").send().await.unwrap();
+    assert_error(post, StatusCode::NOT_FOUND, "bad_request").await;
+}

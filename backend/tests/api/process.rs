@@ -180,3 +180,17 @@ fn dynamodb_without_a_region_is_a_startup_error() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("no AWS region configured: set AWS_REGION"), "{stderr}");
 }
+
+#[test]
+fn dynamodb_without_its_table_is_a_startup_error() {
+    let data = tempfile::tempdir().unwrap();
+    let command = dynamodb_command(data.path(), "no-such-table");
+    let args: Vec<_> =
+        command.get_args().filter(|a| *a != "--create-table").map(ToOwned::to_owned).collect();
+    let mut without_create = Command::new(command.get_program());
+    without_create.args(args).envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let output = without_create.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("table no-such-table does not exist; pass --create-table"), "{stderr}");
+}
