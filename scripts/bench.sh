@@ -30,7 +30,10 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 step "building release binaries (token-service, loadgen)"
-cargo build -j2 --release -p backend -p loadgen --bin token-service --bin loadgen
+# Two commands: built together, cargo would unify features across both and the server would not
+# be the binary `cargo build --release -p backend` ships.
+cargo build -j2 --release -p backend --bin token-service
+cargo build -j2 --release -p loadgen
 
 # start_server NAME ARGS...: starts token-service on a free port and a fresh data dir on the real
 # disk (not tmpfs: the embedded store must pay for its fsync); sets $pid and $url.
@@ -38,7 +41,7 @@ start_server() {
   local name=$1; shift
   local port data; port=$(free_port); data=$(mktemp -d "$PWD/$out/data-$name-XXXX")
   "$server" --listen "127.0.0.1:$port" --data-dir "$data" --ui-dir "$data/no-ui" "$@" \
-    2> "$out/server-$name.log" &
+    > "$out/server-$name.log" 2>&1 &
   pid=$!; pids+=("$pid"); url="http://127.0.0.1:$port"
   for _ in $(seq 1 200); do
     curl -sf "$url/health" > /dev/null && return 0

@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Highest latency the histograms track, microseconds (10 minutes).
+const MAX_MICROS: u64 = 600_000_000;
+
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about = "Load generator for the one-time token service")]
 struct Cli {
@@ -106,7 +109,9 @@ struct Tally {
 
 impl Tally {
     fn new() -> Result<Self, String> {
-        let histogram = || Histogram::new(3).map_err(|e| format!("histogram: {e}"));
+        // 1 us to 10 min at 3 significant digits; slower answers are counted as 10 min.
+        let histogram =
+            || Histogram::new_with_bounds(1, MAX_MICROS, 3).map_err(|e| format!("histogram: {e}"));
         Ok(Self { issue: histogram()?, validate: histogram()?, valid: 0, errors: BTreeMap::new() })
     }
 
@@ -215,7 +220,7 @@ fn describe(e: reqwest::Error) -> String {
 
 fn record(histogram: &mut Histogram<u64>, since: Instant) {
     let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
-    histogram.saturating_record(micros.max(1));
+    histogram.saturating_record(micros.clamp(1, MAX_MICROS));
 }
 
 fn client(timeout: Duration, connections: usize) -> Result<reqwest::Client, String> {
