@@ -15,7 +15,7 @@
 
 use super::{Cause, Consumed, StoreError, TokenRecord, TokenStore};
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -149,14 +149,24 @@ impl Outcome {
 /// Applies `batch` in order in one durable transaction; all or nothing.
 fn apply(db: &Database, batch: &[Op]) -> Result<Vec<Outcome>, redb::Error> {
     let tx = db.begin_write()?;
-    let outcomes = batch.iter().map(|op| apply_one(&tx, op)).collect::<Result<_, _>>()?;
+    let outcomes = {
+        // Opened once per batch, not per operation: opening a table is a B-tree lookup.
+        let mut tables =
+            Tables { tokens: tx.open_table(TOKENS)?, by_expiry: tx.open_table(BY_EXPIRY)? };
+        batch.iter().map(|op| apply_one(&mut tables, op)).collect::<Result<_, _>>()?
+    };
     tx.commit()?;
     Ok(outcomes)
 }
 
-fn apply_one(tx: &WriteTransaction, op: &Op) -> Result<Outcome, redb::Error> {
-    let mut tokens = tx.open_table(TOKENS)?;
-    let mut by_expiry = tx.open_table(BY_EXPIRY)?;
+/// The two tables, open in one write transaction.
+struct Tables<'tx> {
+    tokens: Table<'tx, u128, i64>,
+    by_expiry: Table<'tx, (i64, u128), ()>,
+}
+
+fn apply_one(tables: &mut Tables<'_>, op: &Op) -> Result<Outcome, redb::Error> {
+    let Tables { tokens, by_expiry } = tables;
     Ok(match *op {
         Op::Insert(record, _) => {
             let id = record.uuid.as_u128();
