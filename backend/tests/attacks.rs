@@ -467,6 +467,7 @@ impl Target {
         });
         // Configured in code, not through the process environment (see store/dynamodb.rs).
         let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(backend::store::dynamodb::https_client())
             .endpoint_url(endpoint)
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("local", "local", None, None, "attacks"))

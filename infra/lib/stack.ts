@@ -33,7 +33,7 @@ export class TokenServiceStack extends Stack {
       Annotations.of(this).addWarningV2(
         WARNING.lambdaZipMissing,
         `Lambda zip not found at ${config.lambdaZip.requested}; deploying a placeholder that answers every ` +
-          'request with an error. Build it first: cargo lambda build --release --arm64 --output-format zip ' +
+          'request with an error. Build it first: cargo lambda build --profile lambda --arm64 --output-format zip ' +
           '-p backend --bin token-service-lambda (or pass -c lambdaZip=PATH).',
       );
     }

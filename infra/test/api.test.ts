@@ -94,7 +94,7 @@ describe('lambda function', () => {
 
   it('uses the placeholder and warns when the zip is missing; uses the given zip otherwise', () => {
     const missing = synth({ lambdaZip: MISSING });
-    missing.annotations.hasWarning('/TokenService', Match.stringLikeRegexp('Lambda zip not found.*cargo lambda build --release --arm64'));
+    missing.annotations.hasWarning('/TokenService', Match.stringLikeRegexp('Lambda zip not found.*cargo lambda build --profile lambda --arm64'));
     const placeholderMeta = missing.template.toJSON().Resources[findTokenFunction(missing).id].Metadata;
     const placeholder = path.join(missing.outdir, placeholderMeta['aws:asset:path'], 'bootstrap');
     assert.ok(existsSync(placeholder), 'placeholder bootstrap staged as the function code');

@@ -1,5 +1,5 @@
 //! `token-service-lambda`: the AWS Lambda entry point (API Gateway REST API proxy events).
-//! Built for Graviton by `cargo lambda build --release --arm64 --output-format zip`.
+//! Built for Graviton by `cargo lambda build --profile lambda --arm64 --output-format zip`.
 
 use backend::lambda::{LambdaConfig, build, strip_stage};
 use tower::ServiceExt;

@@ -21,6 +21,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::config::SharedHttpClient;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -28,6 +29,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
 };
+use aws_smithy_http_client::{Builder, tls};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -45,6 +47,14 @@ pub struct DynamoStore {
     table: String,
 }
 
+/// The SDK's HTTPS client: rustls with the ring crypto provider (smaller than the default
+/// aws-lc, and pure Rust plus assembly: it cross-compiles to arm64 without a C toolchain).
+pub fn https_client() -> SharedHttpClient {
+    Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
 /// The SDK configuration this service uses: the standard credential, region and endpoint chain
 /// (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`, ...) with the explicit
 /// timeouts and retries above.
@@ -54,6 +64,7 @@ pub struct DynamoStore {
 /// on the first request.
 pub async fn sdk_config() -> Result<SdkConfig, String> {
     let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
@@ -277,6 +288,7 @@ pub(crate) mod tests {
         operation: Duration,
     ) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .endpoint_url(endpoint)
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
