@@ -108,13 +108,9 @@ async fn issue(
     params: Result<Query<IssueParams>, QueryRejection>,
 ) -> Result<Json<IssueResponse>, ApiError> {
     let max = service.lifetimes().max_secs();
-    let ttl = params.map_err(|_| ApiError::BadRequest(ttl_message(max)))?.0.ttl;
+    let ttl = params.map_err(|_| ApiError::from(IssueError::LifetimeOutOfRange { max }))?.0.ttl;
     let issued = service.issue(ttl).await?;
     Ok(Json(IssueResponse { token: issued.token, expiration: rfc3339(issued.claims.exp)? }))
-}
-
-fn ttl_message(max: u64) -> String {
-    IssueError::LifetimeOutOfRange { max }.to_string()
 }
 
 /// Formats epoch seconds as RFC 3339 UTC, e.g. `2026-11-29T17:00:00Z`.
