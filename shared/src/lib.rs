@@ -40,20 +40,31 @@ pub struct ValidateRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidateResponse {
-    /// `true` only when this call consumed a valid token: its single use happened now.
+    /// `true` only when this attempt consumed a valid token: its single use happened now, or
+    /// (with `replayed`) earlier under the same `Idempotency-Key`.
     pub is_valid: bool,
     /// What happened, in words meant for people (not for parsing; use `reason`).
     pub message: String,
     /// Why the token or request was refused; absent when `is_valid` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
+    /// `true` when this answer repeats the success of an earlier request with the same
+    /// `Idempotency-Key` (its answer was lost, so the client retried); absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+    /// When the token was used, RFC 3339 UTC: with `replayed`, and with `already_used`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<String>,
 }
 
 /// Machine-readable cause of a refusal, serialized in `snake_case` (e.g. `"already_used"`).
+///
+/// The one list of reasons: the backend answers with them, the UI reads them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
-    /// The token was genuine and unexpired but has been consumed already (or never stored).
+    /// The token is genuine and unexpired but another attempt used it already (`usedAt` says
+    /// when).
     AlreadyUsed,
     /// The token's `exp` has passed.
     Expired,
@@ -61,25 +72,130 @@ pub enum Reason {
     InvalidSignature,
     /// The token is not a well-formed HS256 JWT with the expected claims.
     MalformedToken,
-    /// The request itself was malformed: not JSON, no string `token`, bad query parameter.
+    /// The token is genuine and unexpired, but the service has no record of it (its record was
+    /// lost, or it was restored from a backup that predates it).
+    UnknownToken,
+    /// The token was revoked before it was used.
+    Revoked,
+    /// The request itself was malformed: not JSON, no string `token`, bad query parameter, bad
+    /// `Idempotency-Key`.
     BadRequest,
+    /// No such endpoint (HTTP 404).
+    NotFound,
+    /// The endpoint exists, but not with this method (HTTP 405).
+    MethodNotAllowed,
     /// The request body was larger than [`MAX_BODY_BYTES`].
     PayloadTooLarge,
-    /// The token store could not be reached; retrying later may succeed.
+    /// The token store could not be reached and nothing was changed; retrying later may succeed.
     Unavailable,
+    /// The server has more work queued than it can finish in time; retry after `Retry-After`.
+    Overloaded,
+    /// The store could not confirm whether the token was used by this request. Retry with the
+    /// same `Idempotency-Key` header: the retry gets the definite answer.
+    OutcomeUnknown,
     /// An unexpected server failure; details are in the server's log, never in the response.
     Internal,
+}
+
+impl Reason {
+    /// Every reason, in declaration order (for documentation and exhaustive tests).
+    pub const ALL: [Reason; 14] = [
+        Reason::AlreadyUsed,
+        Reason::Expired,
+        Reason::InvalidSignature,
+        Reason::MalformedToken,
+        Reason::UnknownToken,
+        Reason::Revoked,
+        Reason::BadRequest,
+        Reason::NotFound,
+        Reason::MethodNotAllowed,
+        Reason::PayloadTooLarge,
+        Reason::Unavailable,
+        Reason::Overloaded,
+        Reason::OutcomeUnknown,
+        Reason::Internal,
+    ];
+
+    /// The `snake_case` wire name, as in the JSON (`"already_used"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::AlreadyUsed => "already_used",
+            Reason::Expired => "expired",
+            Reason::InvalidSignature => "invalid_signature",
+            Reason::MalformedToken => "malformed_token",
+            Reason::UnknownToken => "unknown_token",
+            Reason::Revoked => "revoked",
+            Reason::BadRequest => "bad_request",
+            Reason::NotFound => "not_found",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::PayloadTooLarge => "payload_too_large",
+            Reason::Unavailable => "unavailable",
+            Reason::Overloaded => "overloaded",
+            Reason::OutcomeUnknown => "outcome_unknown",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
+/// Name of the request header that carries a client's attempt id on `POST /tokens` (IETF
+/// httpapi draft "The Idempotency-Key HTTP Header Field"). Retries of one validation send the
+/// same value; a new validation sends a new one (a UUID v4 is the usual choice).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// Longest accepted `Idempotency-Key`, in bytes (quotes excluded).
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
+/// A client's attempt id: 1 to [`MAX_IDEMPOTENCY_KEY_BYTES`] characters of `A-Z a-z 0-9 - _ . :`
+/// (a UUID, a ULID or base64url all fit). The draft defines the header as a Structured Field
+/// string (RFC 8941 section 3.3.3), so one pair of surrounding double quotes is accepted and
+/// removed; the bare form that most clients send is accepted too.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Parses a header value.
+    ///
+    /// # Errors
+    /// A message saying what is wrong, for a `400 bad_request`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let bare = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+        if bare.is_empty() || bare.len() > MAX_IDEMPOTENCY_KEY_BYTES || !bare.chars().all(allowed) {
+            return Err(format!(
+                "the {IDEMPOTENCY_KEY_HEADER} header must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} \
+                 characters of A-Z, a-z, 0-9, '-', '_', '.' and ':' (a UUID, for example)"
+            ));
+        }
+        Ok(Self(bare.to_owned()))
+    }
+
+    /// The key, without quotes.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl ValidateResponse {
     /// The answer for a token that was valid and is now consumed.
     pub fn valid(message: impl Into<String>) -> Self {
-        Self { is_valid: true, message: message.into(), reason: None }
+        Self {
+            is_valid: true,
+            message: message.into(),
+            reason: None,
+            replayed: false,
+            used_at: None,
+        }
     }
 
     /// The answer for a refused token or request.
     pub fn refused(reason: Reason, message: impl Into<String>) -> Self {
-        Self { is_valid: false, message: message.into(), reason: Some(reason) }
+        Self {
+            is_valid: false,
+            message: message.into(),
+            reason: Some(reason),
+            replayed: false,
+            used_at: None,
+        }
     }
 }
 
@@ -143,6 +259,39 @@ mod tests {
         for printed in [format!("{issued:?}"), format!("{request:?}")] {
             assert!(!printed.contains("secret.jwt.value"), "{printed}");
             assert!(printed.contains("<redacted>"), "{printed}");
+        }
+    }
+
+    #[test]
+    fn reason_names_match_their_serde_names() {
+        for reason in Reason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), json!(reason.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_replayed_answer_says_so_and_when_the_token_was_used() {
+        let body = ValidateResponse {
+            replayed: true,
+            used_at: Some("2026-11-29T17:00:00Z".into()),
+            ..ValidateResponse::valid("again")
+        };
+        assert_eq!(
+            serde_json::to_value(body).unwrap(),
+            json!({"isValid": true, "message": "again", "replayed": true,
+                   "usedAt": "2026-11-29T17:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded_in_length_and_characters() {
+        let uuid = "8e03978e-40d5-43e8-bc93-6894a57f9324";
+        assert_eq!(IdempotencyKey::parse(uuid).unwrap().as_str(), uuid);
+        assert_eq!(IdempotencyKey::parse(&format!("\"{uuid}\"")).unwrap().as_str(), uuid);
+        let longest = "k".repeat(MAX_IDEMPOTENCY_KEY_BYTES);
+        assert_eq!(IdempotencyKey::parse(&longest).unwrap().as_str(), longest);
+        for bad in ["", "\"\"", "a b", "a,b", "ä", "\"abc", "x\n", &format!("{longest}k")] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
         }
     }
 
