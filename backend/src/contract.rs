@@ -23,6 +23,18 @@ pub const ENV_ALLOWED_ORIGINS: &str = "TOKEN_SERVICE_ALLOWED_ORIGINS";
 pub const ENV_MAX_TTL: &str = "TOKEN_SERVICE_MAX_TTL";
 /// Environment variable: default lifetime, seconds.
 pub const ENV_DEFAULT_TTL: &str = "TOKEN_SERVICE_DEFAULT_TTL";
+/// Environment variable: replay window of the `Idempotency-Key`, seconds.
+pub const ENV_REPLAY_WINDOW: &str = "TOKEN_SERVICE_REPLAY_WINDOW";
+/// Environment variable (local server): address to listen on.
+pub const ENV_LISTEN: &str = "TOKEN_SERVICE_LISTEN";
+/// Environment variable (local server): `embedded` or `dynamodb`.
+pub const ENV_STORE: &str = "TOKEN_SERVICE_STORE";
+/// Environment variable (local server): directory of the embedded store and generated key.
+pub const ENV_DATA_DIR: &str = "TOKEN_SERVICE_DATA_DIR";
+/// Environment variable (local server): directory of the built web UI.
+pub const ENV_UI_DIR: &str = "TOKEN_SERVICE_UI_DIR";
+/// Environment variable (local server): seconds between sweeps of expired records.
+pub const ENV_SWEEP_INTERVAL: &str = "TOKEN_SERVICE_SWEEP_INTERVAL";
 /// The Lambda binary's name, as `cargo lambda build` names its output folder.
 pub const LAMBDA_BINARY: &str = "token-service-lambda";
 
@@ -45,6 +57,12 @@ mod tests {
             ("/env/allowedOrigins", ENV_ALLOWED_ORIGINS),
             ("/env/maxTtl", ENV_MAX_TTL),
             ("/env/defaultTtl", ENV_DEFAULT_TTL),
+            ("/env/replayWindow", ENV_REPLAY_WINDOW),
+            ("/env/listen", ENV_LISTEN),
+            ("/env/store", ENV_STORE),
+            ("/env/dataDir", ENV_DATA_DIR),
+            ("/env/uiDir", ENV_UI_DIR),
+            ("/env/sweepInterval", ENV_SWEEP_INTERVAL),
             ("/lambda/binary", LAMBDA_BINARY),
         ];
         for (pointer, ours) in pairs {

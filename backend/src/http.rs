@@ -3,8 +3,9 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /tokens[?ttl=SECONDS]` | `200` [`IssueResponse`]; `400` for a bad `ttl` |
-//! | `POST /tokens` `{"token": "..."}` | `200` [`ValidateResponse`] (`isValid` true or false) |
-//! | `GET /health` | `200 {"status": "ok"}` |
+//! | `POST /tokens` `{"token": "..."}`, optional `Idempotency-Key` | `200` [`ValidateResponse`] (`isValid` true or false) |
+//! | `GET /health` | liveness: `200 {"status": "ok"}` while the process serves |
+//! | `GET /health/ready` | readiness: `200 {"status": "ready"}` while the store can take writes, else `503` |
 //!
 //! Every error answer (`4xx`, `5xx`) has the [`ValidateResponse`] shape with `isValid: false`,
 //! a message and a `reason`, so clients read one shape. Handlers only translate between the
@@ -13,17 +14,20 @@
 //! `Cache-Control: no-store` (RFC 9111 section 5.2.2.5): a cached `GET /tokens` would hand one
 //! token to two people.
 
-use crate::store::StoreError;
-use crate::tokens::{IssueError, TokenService, ValidateError};
+use crate::store::{AttemptId, StoreError};
+use crate::tokens::{IssueError, TokenService, ValidateError, Validated};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use shared::{IssueResponse, MAX_BODY_BYTES, Reason, ValidateRequest, ValidateResponse};
+use shared::{
+    IDEMPOTENCY_KEY_HEADER, IdempotencyKey, IssueResponse, MAX_BODY_BYTES, Reason, ValidateRequest,
+    ValidateResponse,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -72,6 +76,7 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
         // GET-as-HEAD.
         .route("/tokens", get(issue).head(method_not_allowed).post(validate))
         .route("/health", get(health))
+        .route("/health/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -89,7 +94,8 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
         CorsLayer::new()
             .allow_origin(cors)
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::CONTENT_TYPE])
+            .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+            .expose_headers([header::RETRY_AFTER, HeaderName::from_static("idempotency-key")])
             .max_age(Duration::from_secs(600)),
     )
 }
@@ -123,10 +129,21 @@ fn rfc3339(epoch_seconds: i64) -> Result<String, ApiError> {
 
 /// Reads the body as JSON whatever its `Content-Type` says (the original service's clients send
 /// none, `text/plain`, or `application/json`), so a client gets a clear 400, never a 415.
+///
+/// The attempt id is the `Idempotency-Key` header, or a fresh one for this request; when the
+/// outcome is unknown, a fresh one is sent back in that header so the client can retry with it.
 async fn validate(
     State(service): State<Arc<TokenService>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ValidateResponse>, ApiError> {
+    let (attempt, generated) = match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => (AttemptId::generate(), true),
+        Some(value) => {
+            let key = value.to_str().map_err(|e| e.to_string()).and_then(IdempotencyKey::parse);
+            (AttemptId::from_key(key.map_err(ApiError::BadRequest)?), false)
+        }
+    };
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         _ => ApiError::BadRequest("the request body could not be read".into()),
@@ -137,15 +154,32 @@ async fn validate(
             e.classify_message()
         ))
     })?;
-    let refused = |reason, e: ValidateError| Json(ValidateResponse::refused(reason, e.to_string()));
-    Ok(match service.validate(&request.token).await {
-        Ok(_) => Json(ValidateResponse::valid("Token is valid and has now been used")),
-        Err(e @ ValidateError::AlreadyUsed) => refused(Reason::AlreadyUsed, e),
+    let refused = |reason, e: ValidateError| ValidateResponse::refused(reason, e.to_string());
+    Ok(Json(match service.validate(&request.token, &attempt).await {
+        Ok(Validated { replayed: None, .. }) => {
+            ValidateResponse::valid("Token is valid and has now been used")
+        }
+        Ok(Validated { replayed: Some(used_at), .. }) => ValidateResponse {
+            replayed: true,
+            used_at: Some(rfc3339(used_at)?),
+            ..ValidateResponse::valid(
+                "Token is valid; this repeats the answer to the earlier request with this \
+                 Idempotency-Key, which used it",
+            )
+        },
+        Err(e @ ValidateError::AlreadyUsed { used_at }) => {
+            ValidateResponse { used_at: Some(rfc3339(used_at)?), ..refused(Reason::AlreadyUsed, e) }
+        }
         Err(e @ ValidateError::Expired) => refused(Reason::Expired, e),
         Err(e @ ValidateError::InvalidSignature) => refused(Reason::InvalidSignature, e),
         Err(e @ ValidateError::Malformed(_)) => refused(Reason::MalformedToken, e),
+        Err(e @ ValidateError::UnknownToken) => refused(Reason::UnknownToken, e),
+        Err(e @ ValidateError::Revoked { .. }) => refused(Reason::Revoked, e),
+        Err(ValidateError::Store(source @ StoreError::OutcomeUnknown(_))) => {
+            return Err(ApiError::OutcomeUnknown { source, key: generated.then_some(attempt) });
+        }
         Err(ValidateError::Store(e)) => return Err(e.into()),
-    })
+    }))
 }
 
 /// A short, client-safe description of a JSON error: its category and position.
@@ -174,6 +208,13 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+async fn ready(
+    State(service): State<Arc<TokenService>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    service.ready().await.map_err(ApiError::NotReady)?;
+    Ok(Json(serde_json::json!({"status": "ready"})))
+}
+
 /// The API's JSON `404`, also used by the local server for non-GET requests outside the API.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
@@ -199,9 +240,29 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("method not allowed; the API is GET /tokens, POST /tokens and GET /health")]
     MethodNotAllowed,
-    /// 503: the token store is unavailable.
+    /// 503 `unavailable`: the token store could not be reached; nothing was changed.
     #[error("the token store is unavailable, try again shortly")]
     Unavailable(#[source] StoreError),
+    /// 503 `unavailable` from the readiness probe: the store cannot take writes now.
+    #[error("not ready: the token store cannot take writes now")]
+    NotReady(#[source] StoreError),
+    /// 503 `overloaded`: too much work queued; nothing was changed.
+    #[error("the server is overloaded, try again shortly")]
+    Overloaded,
+    /// 503 `outcome_unknown`: the store could not confirm whether the token was used. `key` is
+    /// the attempt id the service generated (the request sent none), returned in the
+    /// `Idempotency-Key` response header for the retry.
+    #[error(
+        "the token store did not confirm whether this request used the token; retry with the \
+         same Idempotency-Key header to learn the outcome"
+    )]
+    OutcomeUnknown {
+        /// What the store said.
+        #[source]
+        source: StoreError,
+        /// The generated attempt id, if the client sent none.
+        key: Option<AttemptId>,
+    },
     /// 500: anything else; the cause is logged.
     #[error("internal error")]
     Internal(&'static str),
@@ -214,6 +275,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable(e),
+            StoreError::Overloaded => Self::Overloaded,
+            StoreError::OutcomeUnknown(_) => Self::OutcomeUnknown { source: e, key: None },
             StoreError::Duplicate | StoreError::Internal(_) => Self::Store(e),
         }
     }
@@ -223,6 +286,10 @@ impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         match e {
             IssueError::LifetimeOutOfRange { .. } => Self::BadRequest(e.to_string()),
+            // An insert whose outcome is unknown handed out no token: retrying is safe.
+            IssueError::Store(StoreError::OutcomeUnknown(cause)) => {
+                Self::Unavailable(StoreError::Unavailable(cause))
+            }
             IssueError::Store(e) => e.into(),
         }
     }
@@ -230,23 +297,34 @@ impl From<IssueError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        use StatusCode as S;
         let (status, reason) = match &self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, Reason::BadRequest),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Reason::PayloadTooLarge),
-            Self::NotFound => (StatusCode::NOT_FOUND, Reason::BadRequest),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, Reason::BadRequest),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Reason::Unavailable),
-            Self::Internal(_) | Self::Store(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, Reason::Internal)
+            Self::BadRequest(_) => (S::BAD_REQUEST, Reason::BadRequest),
+            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, Reason::PayloadTooLarge),
+            Self::NotFound => (S::NOT_FOUND, Reason::NotFound),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, Reason::MethodNotAllowed),
+            Self::Unavailable(_) | Self::NotReady(_) => {
+                (S::SERVICE_UNAVAILABLE, Reason::Unavailable)
             }
+            Self::Overloaded => (S::SERVICE_UNAVAILABLE, Reason::Overloaded),
+            Self::OutcomeUnknown { .. } => (S::SERVICE_UNAVAILABLE, Reason::OutcomeUnknown),
+            Self::Internal(_) | Self::Store(_) => (S::INTERNAL_SERVER_ERROR, Reason::Internal),
         };
         if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         }
         let mut response =
             (status, Json(ValidateResponse::refused(reason, self.to_string()))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        // Also on answers outside the router's no-store layer (the local server's UI fallback).
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == S::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::OutcomeUnknown { key: Some(key), .. } = &self
+            && let Ok(value) = HeaderValue::from_str(key.as_str())
+        {
+            headers.insert(IDEMPOTENCY_KEY_HEADER, value);
         }
         response
     }

@@ -6,38 +6,19 @@
 //! environment. Anything missing or wrong fails the cold start with a clear log line, not a
 //! request.
 
-use crate::clock::SystemClock;
+pub use crate::app::KeySource;
+use crate::app::{Settings, StoreSettings};
 use crate::contract::{
-    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DEFAULT_TTL, ENV_MAX_TTL, ENV_SECRET, ENV_SECRET_ARN,
-    ENV_TABLE,
+    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DEFAULT_TTL, ENV_MAX_TTL, ENV_REPLAY_WINDOW,
+    ENV_SECRET, ENV_SECRET_ARN, ENV_TABLE,
 };
-use crate::http::{AllowedOrigins, router};
-use crate::keys::SigningKey;
-use crate::store::dynamodb::{DynamoStore, sdk_config};
-use crate::tokens::{DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, Lifetimes, TokenService};
+use crate::http::AllowedOrigins;
+use crate::tokens::{
+    DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, DEFAULT_REPLAY_WINDOW_SECS, Lifetimes,
+};
 use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
-use std::sync::Arc;
-
-/// Where the signing key comes from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// The ARN of a Secrets Manager secret whose `SecretString` is the key (UTF-8, at least 32
-    /// bytes), from `TOKEN_SERVICE_SECRET_ARN`. The deployed shape.
-    SecretsManager(String),
-    /// The key itself, from `TOKEN_SERVICE_SECRET`: for local runs and tests.
-    Value(String),
-}
-
-impl std::fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::SecretsManager(arn) => f.debug_tuple("SecretsManager").field(arn).finish(),
-            Self::Value(_) => f.write_str("Value(<redacted>)"),
-        }
-    }
-}
 
 /// The Lambda's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +31,8 @@ pub struct LambdaConfig {
     pub origins: AllowedOrigins,
     /// Token lifetimes (`TOKEN_SERVICE_DEFAULT_TTL`, `TOKEN_SERVICE_MAX_TTL`, seconds).
     pub lifetimes: Lifetimes,
+    /// Replay window (`TOKEN_SERVICE_REPLAY_WINDOW`, seconds, default 600).
+    pub replay_window: u64,
 }
 
 impl LambdaConfig {
@@ -77,31 +60,31 @@ impl LambdaConfig {
         let origins = AllowedOrigins::parse(&var(ENV_ALLOWED_ORIGINS).unwrap_or_default())
             .map_err(|e| format!("{ENV_ALLOWED_ORIGINS}: {e}"))?;
         let table = var(ENV_TABLE).filter(|t| !t.is_empty()).unwrap_or(DEFAULT_TABLE.into());
-        Ok(Self { table, key, origins, lifetimes })
+        let replay_window = seconds(ENV_REPLAY_WINDOW, DEFAULT_REPLAY_WINDOW_SECS)?;
+        Ok(Self { table, key, origins, lifetimes, replay_window })
+    }
+
+    /// The [`Settings`] these stand for: DynamoDB, never created by the function (the CDK app
+    /// owns the table; a missing one fails the cold start).
+    pub fn settings(self) -> Settings {
+        Settings {
+            store: StoreSettings::Dynamodb { table: self.table, create: false },
+            key: self.key,
+            origins: self.origins,
+            lifetimes: self.lifetimes,
+            replay_window: self.replay_window,
+        }
     }
 }
 
-/// Builds the Lambda's router from `config`: SDK configuration, key, DynamoDB store.
+/// Builds the Lambda's router from `config` through [`crate::app::build`], the local server's
+/// path too: SDK configuration, key, DynamoDB store (checked to exist).
 ///
 /// # Errors
-/// A message if the region is missing, the secret cannot be read, or the key is too short.
+/// A message if the region is missing, the secret cannot be read, the key is too short or the
+/// table is missing.
 pub async fn build(config: LambdaConfig) -> Result<Router, String> {
-    let sdk = sdk_config().await?;
-    let secret = match config.key {
-        KeySource::Value(secret) => secret,
-        KeySource::SecretsManager(arn) => aws_sdk_secretsmanager::Client::new(&sdk)
-            .get_secret_value()
-            .secret_id(&arn)
-            .send()
-            .await
-            .map_err(|e| format!("reading the signing key from Secrets Manager: {e}"))?
-            .secret_string
-            .ok_or_else(|| format!("secret {arn} has no SecretString"))?,
-    };
-    let key = SigningKey::parse(secret.as_bytes()).map_err(|e| e.to_string())?;
-    let store = Arc::new(DynamoStore::new(&sdk, config.table));
-    let service = TokenService::new(&key, store, Arc::new(SystemClock), config.lifetimes);
-    Ok(router(Arc::new(service), &config.origins))
+    crate::app::build(config.settings()).await.map(|app| app.router).map_err(|e| e.to_string())
 }
 
 /// Removes the API Gateway stage from the front of the path (`/prod/tokens` -> `/tokens`), so

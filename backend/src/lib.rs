@@ -6,10 +6,12 @@
 //!   its implementations.
 //! - [`http`]: the axum router that translates between the `shared` wire types and the use
 //!   cases; the local server and the Lambda entry point both serve it.
+//! - [`app`]: the one way both entry points build the service from [`app::Settings`].
 //! - [`server`]: configuration and start-up of the local server binary `token-service`.
 //! - [`lambda`]: configuration and start-up of the AWS Lambda binary `token-service-lambda`.
 //! - [`contract`]: names shared with the CDK app (`contract.json`).
 
+pub mod app;
 pub mod clock;
 pub mod contract;
 pub mod http;

@@ -5,21 +5,23 @@
 //! (key, store, port) before anything is served, so a bad configuration is a clear start-up
 //! error, never a failing request.
 
-use crate::clock::{Clock, SystemClock};
+pub use crate::app::StartupError;
+use crate::app::{self, KeySource, Settings, StoreSettings};
+use crate::clock::Clock;
 use crate::contract::{
-    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DEFAULT_TTL, ENV_MAX_TTL, ENV_SECRET, ENV_TABLE,
+    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DATA_DIR, ENV_DEFAULT_TTL, ENV_LISTEN, ENV_MAX_TTL,
+    ENV_REPLAY_WINDOW, ENV_SECRET, ENV_STORE, ENV_SWEEP_INTERVAL, ENV_TABLE, ENV_UI_DIR,
 };
-use crate::http::{AllowedOrigins, not_found, router};
-use crate::keys::{KeyError, MIN_KEY_BYTES, SigningKey};
-use crate::store::dynamodb::{DynamoStore, sdk_config};
+use crate::http::{AllowedOrigins, not_found};
+use crate::keys::Secret;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::null::NullStore;
-use crate::store::{StoreError, TokenStore};
-use crate::tokens::{DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, Lifetimes, TokenService};
+use crate::tokens::{
+    DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, DEFAULT_REPLAY_WINDOW_SECS, Lifetimes,
+};
 use axum::Router;
 use axum::routing::get_service;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,13 +39,13 @@ pub const STORE_FILE: &str = "tokens.redb";
 #[command(name = "token-service", version, about = "One-time-use token service (local server)")]
 pub struct Config {
     /// Address to listen on, `IP:PORT`; port 0 picks a free one.
-    #[arg(long, env = "TOKEN_SERVICE_LISTEN", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = ENV_LISTEN, default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
     /// Where token records are kept: `embedded` (a redb file in DATA_DIR) or `dynamodb` (the
     /// table TABLE, through the standard AWS configuration: AWS_REGION, credentials,
     /// AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local).
-    #[arg(long, env = "TOKEN_SERVICE_STORE", value_enum, default_value_t = StoreKind::Embedded)]
+    #[arg(long, env = ENV_STORE, value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,
 
     /// DynamoDB table name (with `--store dynamodb`).
@@ -55,17 +57,17 @@ pub struct Config {
     pub create_table: bool,
 
     /// Directory of the embedded store and the generated signing key; created if missing.
-    #[arg(long, env = "TOKEN_SERVICE_DATA_DIR", default_value = "data")]
+    #[arg(long, env = ENV_DATA_DIR, default_value = "data")]
     pub data_dir: PathBuf,
 
     /// HS256 signing key, at least 32 bytes (UTF-8). Prefer the environment variable: flags are
     /// visible to other users in `ps`. Without it, a random 256-bit key is generated once and
     /// kept in DATA_DIR/signing.key (mode 0600).
     #[arg(long, env = ENV_SECRET, hide_env_values = true)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
 
     /// Directory of the built web UI (trunk's `dist/`), served at `/`.
-    #[arg(long, env = "TOKEN_SERVICE_UI_DIR", default_value = "dist")]
+    #[arg(long, env = ENV_UI_DIR, default_value = "dist")]
     pub ui_dir: PathBuf,
 
     /// Comma-separated origins allowed to call the API from a browser (CORS), or `*`.
@@ -82,8 +84,14 @@ pub struct Config {
     pub max_ttl: u64,
 
     /// How often expired records are removed from the embedded store, in seconds.
-    #[arg(long, env = "TOKEN_SERVICE_SWEEP_INTERVAL", default_value_t = 60)]
+    #[arg(long, env = ENV_SWEEP_INTERVAL, default_value_t = 60)]
     pub sweep_interval: u64,
+
+    /// How long after a token's use a retry with the same `Idempotency-Key` header gets that
+    /// success again (`replayed: true`), in seconds; never past the token's expiry. 0 turns
+    /// replays off.
+    #[arg(long, env = ENV_REPLAY_WINDOW, default_value_t = DEFAULT_REPLAY_WINDOW_SECS)]
+    pub replay_window: u64,
 }
 
 /// The kinds of token store.
@@ -94,63 +102,11 @@ pub enum StoreKind {
     /// A DynamoDB table.
     Dynamodb,
     /// Keeps nothing, so tokens are NOT single-use: a baseline for benchmarks only
-    /// (`store::null`). Hidden from `--help`; never a default.
+    /// (`store::null`). Compiled only with the `bench-null-store` feature, so a release build
+    /// refuses it; hidden from `--help`; never a default.
+    #[cfg(feature = "bench-null-store")]
     #[value(hide = true)]
     Null,
-}
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// A setting is out of range; the text says which.
-    #[error("{0}")]
-    Config(String),
-    /// The given key is too short.
-    #[error("TOKEN_SERVICE_SECRET / --secret: {0}")]
-    Key(#[from] KeyError),
-    /// The kept key file holds a key that is too short (truncated or replaced).
-    #[error("signing key file {path}: {source}; delete it to generate a new key")]
-    KeyFileInvalid {
-        /// The key file.
-        path: PathBuf,
-        /// What is wrong with it.
-        source: KeyError,
-    },
-    /// The data directory cannot be created.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// What failed.
-        source: io::Error,
-    },
-    /// The key file cannot be read or written.
-    #[error("signing key file {path}: {source}")]
-    KeyFile {
-        /// The key file.
-        path: PathBuf,
-        /// What failed.
-        source: io::Error,
-    },
-    /// The store file cannot be opened: locked by another process, unreadable or corrupt.
-    #[error("token store {path}: {}", causes(source))]
-    Store {
-        /// The store file.
-        path: PathBuf,
-        /// What failed.
-        source: StoreError,
-    },
-    /// DynamoDB is misconfigured or its table could not be created.
-    #[error("DynamoDB: {0}")]
-    Dynamo(String),
-    /// The address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// What failed.
-        source: io::Error,
-    },
 }
 
 /// A started, not yet serving, local server.
@@ -176,58 +132,34 @@ impl Server {
         if config.sweep_interval == 0 {
             return Err(StartupError::Config("--sweep-interval must be at least 1 s".into()));
         }
-        let key_file = config.data_dir.join(KEY_FILE);
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartupError::DataDir { path: config.data_dir.clone(), source })?;
         let key = match &config.secret {
-            Some(secret) => SigningKey::parse(secret.as_bytes())?,
-            None => load_or_create_key(&key_file)?,
+            Some(secret) => KeySource::Value(secret.expose().to_owned()),
+            None => KeySource::File(config.data_dir.join(KEY_FILE)),
         };
-        let (store, embedded): (Arc<dyn TokenStore>, _) = match config.store {
+        let store = match config.store {
             StoreKind::Embedded => {
-                let store_file = config.data_dir.join(STORE_FILE);
-                let store = Arc::new(
-                    EmbeddedStore::open(&store_file)
-                        .map_err(|source| StartupError::Store { path: store_file, source })?,
-                );
-                (store.clone(), Some(store))
+                StoreSettings::Embedded { path: config.data_dir.join(STORE_FILE) }
             }
             StoreKind::Dynamodb => {
-                let sdk = sdk_config().await.map_err(StartupError::Dynamo)?;
-                let store = DynamoStore::new(&sdk, &config.table);
-                if config.create_table {
-                    let created = store.create_table_if_missing().await.map_err(|e| {
-                        StartupError::Dynamo(format!("creating table {}: {e:?}", config.table))
-                    })?;
-                    tracing::info!(table = %config.table, created, "DynamoDB table ready");
-                } else if !store.table_exists().await.map_err(|e| {
-                    StartupError::Dynamo(format!("checking table {}: {}", config.table, causes(&e)))
-                })? {
-                    return Err(StartupError::Dynamo(format!(
-                        "table {} does not exist; pass --create-table to create it",
-                        config.table
-                    )));
-                }
-                (Arc::new(store), None)
+                StoreSettings::Dynamodb { table: config.table.clone(), create: config.create_table }
             }
-            StoreKind::Null => {
-                tracing::warn!(
-                    "--store null keeps nothing: tokens are not single-use (benchmarks only)"
-                );
-                (Arc::new(NullStore), None)
-            }
+            #[cfg(feature = "bench-null-store")]
+            StoreKind::Null => StoreSettings::Null,
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let service = Arc::new(TokenService::new(&key, store, clock.clone(), lifetimes));
-        let app = with_ui(router(service, &origins), &config.ui_dir);
+        let settings =
+            Settings { store, key, origins, lifetimes, replay_window: config.replay_window };
+        let built = app::build(settings).await?;
+        let app = with_ui(built.router, &config.ui_dir);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartupError::Bind { addr: config.listen, source })?;
         Ok(Self {
             listener,
             app,
-            embedded,
-            clock,
+            embedded: built.embedded,
+            clock: built.clock,
             sweep_interval: Duration::from_secs(config.sweep_interval),
         })
     }
@@ -269,17 +201,6 @@ fn with_ui(api: Router, ui_dir: &Path) -> Router {
     api.fallback_service(get_service(files).fallback(not_found))
 }
 
-/// An error and its causes, joined by ": " (`Display` of a `thiserror` enum hides its source).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 async fn sweep(store: Arc<EmbeddedStore>, clock: Arc<dyn Clock>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     loop {
@@ -290,29 +211,6 @@ async fn sweep(store: Arc<EmbeddedStore>, clock: Arc<dyn Clock>, every: Duration
             Err(e) => tracing::warn!(error = ?e, "sweeping expired tokens failed"),
         }
     }
-}
-
-/// Reads the key file, or creates it with a fresh random 256-bit key, readable by the owner
-/// only (mode 0600).
-fn load_or_create_key(path: &Path) -> Result<SigningKey, StartupError> {
-    let file_error = |source| StartupError::KeyFile { path: path.to_owned(), source };
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            return SigningKey::parse(&bytes)
-                .map_err(|source| StartupError::KeyFileInvalid { path: path.to_owned(), source });
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(file_error(e)),
-    }
-    let mut bytes = [0u8; MIN_KEY_BYTES];
-    getrandom::fill(&mut bytes).map_err(|e| file_error(io::Error::other(e.to_string())))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(file_error)?;
-    file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(file_error)?;
-    Ok(SigningKey::parse(&bytes)?)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -335,41 +233,23 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
-    fn a_generated_key_is_kept_with_mode_0600_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(KEY_FILE);
-        load_or_create_key(&path).unwrap();
-        let first = std::fs::read(&path).unwrap();
-        assert_eq!(first.len(), 32);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        load_or_create_key(&path).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), first);
+    fn the_configuration_never_prints_the_key() {
+        let config = Config::parse_from([
+            "token-service",
+            "--secret",
+            "a-very-secret-signing-key-of-32-bytes",
+        ]);
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("a-very-secret"), "{printed}");
+        assert!(printed.contains("Secret(<redacted>)"), "{printed}");
     }
 
     #[test]
-    fn a_truncated_key_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(KEY_FILE);
-        std::fs::write(&path, [1u8; 16]).unwrap();
-        let refused = load_or_create_key(&path).unwrap_err();
-        assert!(matches!(
-            refused,
-            StartupError::KeyFileInvalid { source: KeyError::TooShort { len: 16 }, .. }
-        ));
-        assert_eq!(
-            refused.to_string(),
-            format!(
-                "signing key file {}: the signing key is 16 bytes; HS256 needs at least 32 \
-                 (RFC 7518 section 3.2); delete it to generate a new key",
-                path.display()
-            )
-        );
+    fn a_release_build_has_no_null_store() {
+        let refused = Config::try_parse_from(["token-service", "--store", "null"]);
+        assert_eq!(refused.is_err(), !cfg!(feature = "bench-null-store"));
     }
 }

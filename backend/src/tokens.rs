@@ -10,7 +10,7 @@
 
 use crate::clock::Clock;
 use crate::keys::SigningKey;
-use crate::store::{Consumed, StoreError, TokenRecord, TokenStore};
+use crate::store::{AttemptId, Consumed, StoreError, TokenRecord, TokenStore};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,9 @@ pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 7 * 24 * 60 * 60;
 pub const LIFETIME_CEILING_SECS: u64 = 10 * 366 * 24 * 60 * 60;
 /// Longest token accepted for validation, in bytes; an issued token is about 150.
 pub const MAX_TOKEN_BYTES: usize = 1024;
+/// Default replay window: for 10 minutes after a token's use, seconds, a retry by the attempt
+/// that used it gets that success again.
+pub const DEFAULT_REPLAY_WINDOW_SECS: u64 = 10 * 60;
 
 /// The claims of a token (RFC 7519 section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,9 +124,12 @@ pub enum IssueError {
 /// Why a token was not accepted. Every variant but `Store` is the token's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
-    /// Genuine and unexpired, but its record is gone: it was used before.
+    /// Genuine and unexpired, but another attempt used it at `used_at` (epoch seconds).
     #[error("Token has already been used")]
-    AlreadyUsed,
+    AlreadyUsed {
+        /// When it was used, epoch seconds.
+        used_at: i64,
+    },
     /// Its `exp` has passed.
     #[error("Token has expired")]
     Expired,
@@ -133,9 +139,29 @@ pub enum ValidateError {
     /// Not a well-formed HS256 JWT with our claims; the text says what is wrong.
     #[error("Token is malformed: {0}")]
     Malformed(&'static str),
-    /// The store could not be asked; whether the token is valid is unknown.
+    /// Genuine and unexpired, but the store has no record of it (lost, or restored from an older
+    /// backup).
+    #[error("Token is not known to this service")]
+    UnknownToken,
+    /// Revoked at `revoked_at` (epoch seconds) before it was used.
+    #[error("Token has been revoked")]
+    Revoked {
+        /// When it was revoked, epoch seconds.
+        revoked_at: i64,
+    },
+    /// The store could not be asked, or could not confirm the outcome.
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// A token accepted by [`TokenService::validate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validated {
+    /// Its claims.
+    pub claims: Claims,
+    /// `Some(used_at)` (epoch seconds) when this repeats the success of the same attempt id
+    /// earlier, within the replay window; `None` when the token was used by this call.
+    pub replayed: Option<i64>,
 }
 
 /// Issues and validates tokens.
@@ -143,6 +169,7 @@ pub struct TokenService {
     store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
+    replay_window: i64,
     key: SigningKey,
     validation: Validation,
 }
@@ -162,7 +189,25 @@ impl TokenService {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp"]);
-        Self { store, clock, lifetimes, key: key.clone(), validation }
+        let replay_window = DEFAULT_REPLAY_WINDOW_SECS as i64;
+        Self { store, clock, lifetimes, replay_window, key: key.clone(), validation }
+    }
+
+    /// Sets the replay window, seconds: how long after a token's use a retry by the attempt
+    /// that used it is answered as that attempt's success (never past the token's `exp`, which
+    /// is checked first). 0 turns replays off.
+    #[must_use]
+    pub fn with_replay_window(mut self, seconds: u64) -> Self {
+        self.replay_window = i64::try_from(seconds).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Whether the store can take writes now (readiness).
+    ///
+    /// # Errors
+    /// The store's reason why not.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.store.ready().await
     }
 
     /// The lifetimes this service issues with.
@@ -193,17 +238,31 @@ impl TokenService {
         Ok(Issued { token, claims })
     }
 
-    /// Validates `token` and, if it is genuine and unexpired, consumes it: this call is its
-    /// single use. Returns its claims.
+    /// Validates `token` and, if it is genuine, unexpired and unused, consumes it as `attempt`:
+    /// this call is its single use. A retry by the same `attempt` within the replay window
+    /// (its answer was lost) is that success again, marked `replayed`.
     ///
     /// # Errors
-    /// A [`ValidateError`] saying why the token is refused, or `Store` if the store failed.
-    pub async fn validate(&self, token: &str) -> Result<Claims, ValidateError> {
+    /// A [`ValidateError`] saying why the token is refused, or `Store` if the store failed or
+    /// cannot confirm the outcome.
+    pub async fn validate(
+        &self,
+        token: &str,
+        attempt: &AttemptId,
+    ) -> Result<Validated, ValidateError> {
         let claims = self.verify(token)?;
-        match self.store.consume(claims.uuid, self.clock.now()).await {
-            Ok(Consumed::Consumed) => Ok(claims),
-            Ok(Consumed::NotFound) => Err(ValidateError::AlreadyUsed),
+        let now = self.clock.now();
+        match self.store.consume(claims.uuid, attempt, now).await {
+            Ok(Consumed::Consumed) => Ok(Validated { claims, replayed: None }),
+            Ok(Consumed::Used { at, attempt: by })
+                if by == *attempt && now < at.saturating_add(self.replay_window) =>
+            {
+                Ok(Validated { claims, replayed: Some(at) })
+            }
+            Ok(Consumed::Used { at, .. }) => Err(ValidateError::AlreadyUsed { used_at: at }),
+            Ok(Consumed::NotFound) => Err(ValidateError::UnknownToken),
             Ok(Consumed::Expired) => Err(ValidateError::Expired),
+            Ok(Consumed::Revoked { at }) => Err(ValidateError::Revoked { revoked_at: at }),
             Err(e) => Err(ValidateError::Store(e)),
         }
     }
@@ -288,7 +347,7 @@ mod tests {
     /// Signs `header` and `claims` with our key and expects the service to call it malformed.
     async fn assert_malformed(f: &Fixture, header: serde_json::Value, claims: serde_json::Value) {
         let token = sign(header.clone(), claims.clone(), KEY);
-        let outcome = f.service.validate(&token).await;
+        let outcome = f.service.validate(&token, &AttemptId::generate()).await;
         assert!(
             matches!(outcome, Err(ValidateError::Malformed(_))),
             "{header} {claims}: {outcome:?}"
@@ -314,8 +373,12 @@ mod tests {
     async fn a_token_cannot_be_validated_twice() {
         let f = fixture();
         let issued = f.service.issue(None).await.unwrap();
-        assert_eq!(f.service.validate(&issued.token).await.unwrap(), issued.claims);
-        assert!(matches!(f.service.validate(&issued.token).await, Err(ValidateError::AlreadyUsed)));
+        let first = f.service.validate(&issued.token, &AttemptId::generate()).await.unwrap();
+        assert_eq!(first, Validated { claims: issued.claims, replayed: None });
+        assert!(matches!(
+            f.service.validate(&issued.token, &AttemptId::generate()).await,
+            Err(ValidateError::AlreadyUsed { .. })
+        ));
     }
 
     #[tokio::test]
@@ -324,9 +387,12 @@ mod tests {
         let (a, b) =
             (f.service.issue(Some(60)).await.unwrap(), f.service.issue(Some(60)).await.unwrap());
         f.clock.set(NOW + 59);
-        assert!(f.service.validate(&a.token).await.is_ok());
+        assert!(f.service.validate(&a.token, &AttemptId::generate()).await.is_ok());
         f.clock.set(NOW + 60);
-        assert!(matches!(f.service.validate(&b.token).await, Err(ValidateError::Expired)));
+        assert!(matches!(
+            f.service.validate(&b.token, &AttemptId::generate()).await,
+            Err(ValidateError::Expired)
+        ));
     }
 
     #[test]
@@ -361,8 +427,11 @@ mod tests {
         let parts: Vec<&str> = issued.token.split('.').collect();
         let claims = json!({"uuid": issued.claims.uuid, "iat": NOW, "exp": NOW + 999_999});
         let forged = format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2]);
-        assert!(matches!(f.service.validate(&forged).await, Err(ValidateError::InvalidSignature)));
-        assert!(f.service.validate(&issued.token).await.is_ok());
+        assert!(matches!(
+            f.service.validate(&forged, &AttemptId::generate()).await,
+            Err(ValidateError::InvalidSignature)
+        ));
+        assert!(f.service.validate(&issued.token, &AttemptId::generate()).await.is_ok());
     }
 
     #[tokio::test]
@@ -371,8 +440,11 @@ mod tests {
         let issued = f.service.issue(None).await.unwrap();
         let claims = json!({"uuid": issued.claims.uuid, "iat": NOW, "exp": NOW + 60});
         let forged = sign(hs256(), claims, b"another-key-another-key-another-k");
-        assert!(matches!(f.service.validate(&forged).await, Err(ValidateError::InvalidSignature)));
-        assert!(f.service.validate(&issued.token).await.is_ok());
+        assert!(matches!(
+            f.service.validate(&forged, &AttemptId::generate()).await,
+            Err(ValidateError::InvalidSignature)
+        ));
+        assert!(f.service.validate(&issued.token, &AttemptId::generate()).await.is_ok());
     }
 
     #[tokio::test]
@@ -386,12 +458,15 @@ mod tests {
             for signature in ["", "c2ln"] {
                 let token = format!("{header}.{claims}.{signature}");
                 assert!(
-                    matches!(f.service.validate(&token).await, Err(ValidateError::Malformed(_))),
+                    matches!(
+                        f.service.validate(&token, &AttemptId::generate()).await,
+                        Err(ValidateError::Malformed(_))
+                    ),
                     "alg {alg} signature {signature:?}"
                 );
             }
         }
-        assert!(f.service.validate(&issued.token).await.is_ok());
+        assert!(f.service.validate(&issued.token, &AttemptId::generate()).await.is_ok());
     }
 
     #[tokio::test]
@@ -428,11 +503,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_genuine_token_whose_record_is_unknown_counts_as_used() {
+    async fn a_genuine_token_whose_record_is_unknown_is_its_own_refusal() {
         let f = fixture();
         let token =
             sign(hs256(), json!({"uuid": Uuid::new_v4(), "iat": NOW, "exp": NOW + 60}), KEY);
-        assert!(matches!(f.service.validate(&token).await, Err(ValidateError::AlreadyUsed)));
+        let outcome = f.service.validate(&token, &AttemptId::generate()).await;
+        assert!(matches!(outcome, Err(ValidateError::UnknownToken)), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn the_same_attempt_gets_its_success_again_within_the_replay_window_only() {
+        let f = fixture();
+        let issued = f.service.issue(None).await.unwrap();
+        let (mine, other) = (AttemptId::generate(), AttemptId::generate());
+        let first = f.service.validate(&issued.token, &mine).await.unwrap();
+        assert_eq!(first.replayed, None);
+        f.clock.advance(DEFAULT_REPLAY_WINDOW_SECS as i64 - 1);
+        let again = f.service.validate(&issued.token, &mine).await.unwrap();
+        assert_eq!(again, Validated { claims: issued.claims, replayed: Some(NOW) });
+        let theirs = f.service.validate(&issued.token, &other).await;
+        assert!(matches!(theirs, Err(ValidateError::AlreadyUsed { used_at: NOW })), "{theirs:?}");
+        f.clock.advance(1);
+        let late = f.service.validate(&issued.token, &mine).await;
+        assert!(matches!(late, Err(ValidateError::AlreadyUsed { used_at: NOW })), "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn a_replay_is_never_answered_past_the_tokens_expiry() {
+        let f = fixture();
+        let issued = f.service.issue(Some(60)).await.unwrap();
+        let mine = AttemptId::generate();
+        f.service.validate(&issued.token, &mine).await.unwrap();
+        f.clock.advance(60);
+        let late = f.service.validate(&issued.token, &mine).await;
+        assert!(matches!(late, Err(ValidateError::Expired)), "{late:?}");
     }
 
     #[tokio::test]
@@ -456,7 +560,10 @@ mod tests {
         for token in ["", ".", "..", "a.b.c", "a.b", "a.b.c.d", "\u{0}", "ä.ö.ü", long.as_str()]
         {
             assert!(
-                matches!(f.service.validate(token).await, Err(ValidateError::Malformed(_))),
+                matches!(
+                    f.service.validate(token, &AttemptId::generate()).await,
+                    Err(ValidateError::Malformed(_))
+                ),
                 "{token:?}"
             );
         }

@@ -1,19 +1,38 @@
-//! The production store: one DynamoDB table, one item per unused token.
+//! The production store: one DynamoDB table, one item per issued token.
 //!
-//! Item: `uuid` (String, partition key) and `expiry` (Number, epoch seconds, the table's TTL
-//! attribute). Both operations are single conditional writes, so DynamoDB itself serializes
-//! them per item (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html>):
+//! Item: `uuid` (String, partition key), `expiry` (Number, epoch seconds, the table's TTL
+//! attribute), `state` (String: `unused`, `used` or `revoked`), and once used `usedAt` (Number,
+//! epoch seconds) and `attemptId` (String). Both operations are single conditional writes, so
+//! DynamoDB itself serializes them per item
+//! (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html>):
 //!
-//! - insert: `PutItem` with `attribute_not_exists(uuid)`;
-//! - consume: ONE `DeleteItem` with `attribute_exists(uuid) AND expiry > :now`, returning the old
-//!   item when the condition fails (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) to tell an
-//!   expired token from a used one. There is no read-then-delete.
+//! - insert: `PutItem` with `attribute_not_exists(uuid)`; on a failed condition the old item
+//!   (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) tells our own earlier attempt (same expiry)
+//!   from a collision;
+//! - consume: ONE `UpdateItem` setting `state = used, usedAt, attemptId` with
+//!   `attribute_exists(uuid) AND state = unused AND expiry > :now`; on a failed condition the old
+//!   item says whether the token is unknown, expired, revoked or used, and by which attempt. There
+//!   is no read-then-write, and no item is ever deleted to consume it.
+//!
+//! Retries. Both writes are idempotent per attempt, so the SDK's standard retries (up to
+//! [`MAX_ATTEMPTS`] attempts of at most [`ATTEMPT_TIMEOUT`] each, all within
+//! [`OPERATION_TIMEOUT`]) are safe: a retried consume whose first attempt was applied finds the
+//! item used by its own attempt id, which the service answers as that attempt's success. An
+//! interceptor notes every attempt that may have reached DynamoDB without an answer (a timeout,
+//! a connection lost after sending, DynamoDB's `InternalServerError`); if the call then ends in an
+//! error, the consume's outcome is [`StoreError::OutcomeUnknown`], never a guess. Only an error
+//! that proves nothing was written (throttling, a refused connection) is
+//! [`StoreError::Unavailable`].
+//!
+//! Time budget: a call ends within [`OPERATION_TIMEOUT`] (5 s), well inside the Lambda's
+//! timeout (10 s, `infra/`) and API Gateway's 29 s integration timeout
+//! (<https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html>), so a slow
+//! DynamoDB is answered by this service's own JSON `503`, never by API Gateway's bare `504`.
 //!
 //! TTL deletes expired items within days, not seconds, so expiry is enforced by the condition;
-//! TTL only cleans up. Throttling, timeouts and unreachable endpoints become
-//! [`StoreError::Unavailable`] (HTTP 503); the SDK's standard retry mode retries them first.
+//! TTL only cleans up.
 
-use super::{Cause, Consumed, StoreError, TokenRecord, TokenStore};
+use super::{AttemptId, Cause, Consumed, StoreError, TokenRecord, TokenStore};
 use crate::contract::{PARTITION_KEY, TTL_ATTRIBUTE};
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -21,17 +40,36 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
-use aws_sdk_dynamodb::config::SharedHttpClient;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, SharedHttpClient};
+use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_smithy_http_client::{Builder, tls};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
+
+/// Attribute: the record's state, a String: [`UNUSED`], [`USED`] or [`REVOKED`].
+pub const STATE: &str = "state";
+/// Attribute: when the token was used, a Number of epoch seconds.
+pub const USED_AT: &str = "usedAt";
+/// Attribute: the attempt id that used the token, a String.
+pub const ATTEMPT_ID: &str = "attemptId";
+/// Attribute: when the token was revoked, a Number of epoch seconds.
+pub const REVOKED_AT: &str = "revokedAt";
+/// `state` of a token not yet used.
+pub const UNUSED: &str = "unused";
+/// `state` of a used token.
+pub const USED: &str = "used";
+/// `state` of a revoked token.
+pub const REVOKED: &str = "revoked";
 
 /// Longest wait for one attempt of a DynamoDB call.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -168,55 +206,180 @@ impl DynamoStore {
 #[async_trait]
 impl TokenStore for DynamoStore {
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
+        let reached = Reached::default();
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item(PARTITION_KEY, AttributeValue::S(record.uuid.to_string()))
             .item(TTL_ATTRIBUTE, AttributeValue::N(record.expiry.to_string()))
+            .item(STATE, AttributeValue::S(UNUSED.into()))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", PARTITION_KEY)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(reached.clone())
             .send()
             .await;
         match put {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Err(StoreError::Duplicate)
-            }
-            Err(e) => Err(classify(e)),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                // Our own earlier attempt, whose answer was lost, stored the same record.
+                PutItemError::ConditionalCheckFailedException(failed) => {
+                    let old = failed.item.unwrap_or_default();
+                    if number(&old, TTL_ATTRIBUTE) == Some(record.expiry) {
+                        Ok(())
+                    } else {
+                        Err(StoreError::Duplicate)
+                    }
+                }
+                other => Err(reached.error(classify_code(other.code().map(str::to_owned), other))),
+            },
+            Err(e) => Err(reached.error(classify(e))),
         }
     }
 
-    async fn consume(&self, uuid: Uuid, now: i64) -> Result<Consumed, StoreError> {
-        let delete = self
+    async fn consume(
+        &self,
+        uuid: Uuid,
+        attempt: &AttemptId,
+        now: i64,
+    ) -> Result<Consumed, StoreError> {
+        let reached = Reached::default();
+        let update = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key(PARTITION_KEY, AttributeValue::S(uuid.to_string()))
-            .condition_expression("attribute_exists(#id) AND #expiry > :now")
+            .update_expression("SET #state = :used, #usedAt = :now, #attempt = :attempt")
+            .condition_expression("attribute_exists(#id) AND #state = :unused AND #expiry > :now")
             .expression_attribute_names("#id", PARTITION_KEY)
             .expression_attribute_names("#expiry", TTL_ATTRIBUTE)
+            .expression_attribute_names("#state", STATE)
+            .expression_attribute_names("#usedAt", USED_AT)
+            .expression_attribute_names("#attempt", ATTEMPT_ID)
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":used", AttributeValue::S(USED.into()))
+            .expression_attribute_values(":unused", AttributeValue::S(UNUSED.into()))
+            .expression_attribute_values(":attempt", AttributeValue::S(attempt.as_str().into()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(reached.clone())
             .send()
             .await;
-        match delete {
+        match update {
             Ok(_) => Ok(Consumed::Consumed),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
-                // The old item is returned only if it exists; then it failed on expiry.
-                DeleteItemError::ConditionalCheckFailedException(failed) => {
-                    Ok(if failed.item().is_some() { Consumed::Expired } else { Consumed::NotFound })
-                }
-                other => Err(classify_code(other.code().map(str::to_owned), other)),
+                UpdateItemError::ConditionalCheckFailedException(failed) => match failed.item {
+                    None => Ok(Consumed::NotFound),
+                    Some(old) => found(&old, now),
+                },
+                other => Err(reached.error(classify_code(other.code().map(str::to_owned), other))),
             },
-            Err(e) => Err(classify(e)),
+            Err(e) => Err(reached.error(classify(e))),
+        }
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        if self.table_exists().await? {
+            Ok(())
+        } else {
+            Err(internal(format!("table {} does not exist", self.table)))
         }
     }
 }
 
-/// Sorts an SDK failure into "try again later" and "something is wrong".
+/// What an item that failed the consume condition says, at `now` (epoch seconds).
+fn found(item: &HashMap<String, AttributeValue>, now: i64) -> Result<Consumed, StoreError> {
+    let malformed = || internal(format!("malformed item: {item:?}"));
+    let expiry = number(item, TTL_ATTRIBUTE).ok_or_else(malformed)?;
+    if now >= expiry {
+        return Ok(Consumed::Expired);
+    }
+    match item.get(STATE).and_then(|v| v.as_s().ok()).map(String::as_str) {
+        Some(USED) => Ok(Consumed::Used {
+            at: number(item, USED_AT).ok_or_else(malformed)?,
+            attempt: AttemptId::stored(
+                item.get(ATTEMPT_ID).and_then(|v| v.as_s().ok()).ok_or_else(malformed)?.as_str(),
+            ),
+        }),
+        Some(REVOKED) => {
+            Ok(Consumed::Revoked { at: number(item, REVOKED_AT).ok_or_else(malformed)? })
+        }
+        _ => Err(malformed()),
+    }
+}
+
+/// A Number attribute as `i64`.
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+/// Notes, per call, whether any attempt may have reached DynamoDB without its answer arriving:
+/// then a failed write's outcome is unknown. An SDK interceptor, so it sees every attempt of the
+/// SDK's own retries.
+#[derive(Debug, Clone, Default)]
+struct Reached(Arc<AtomicBool>);
+
+impl Reached {
+    /// `error` as this call's failure: [`StoreError::OutcomeUnknown`] if an attempt may have
+    /// been applied.
+    fn error(&self, error: StoreError) -> StoreError {
+        match error {
+            StoreError::Unavailable(cause) | StoreError::Internal(cause)
+                if self.0.load(Ordering::SeqCst) =>
+            {
+                StoreError::OutcomeUnknown(cause)
+            }
+            other => other,
+        }
+    }
+}
+
+impl Intercept for Reached {
+    fn name(&self) -> &'static str {
+        "Reached"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Err(error)) = context.output_or_error() else { return Ok(()) };
+        let proven_unapplied = if let Some(operation) = error.as_operation_error() {
+            // DynamoDB answered. Only its InternalServerError leaves the write in doubt
+            // (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html>).
+            let code = operation
+                .downcast_ref::<UpdateItemError>()
+                .and_then(|e| e.code())
+                .or_else(|| operation.downcast_ref::<PutItemError>().and_then(|e| e.code()));
+            code != Some("InternalServerError")
+        } else {
+            error.as_connector_error().is_some_and(|e| refused_connection(e))
+        };
+        if !proven_unapplied {
+            self.0.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `error` failed while connecting, so no request was sent.
+fn refused_connection(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<hyper_util::client::legacy::Error>().is_some_and(|e| e.is_connect()) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Sorts an SDK failure into "try again later" and "something is wrong". For writes,
+/// [`Reached::error`] then turns either into an unknown outcome if an attempt may have landed.
 fn classify<E, R>(e: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -336,6 +499,7 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(item[PARTITION_KEY], AttributeValue::S(uuid.to_string()));
         assert_eq!(item[TTL_ATTRIBUTE], AttributeValue::N("1234567890".into()));
+        assert_eq!(item[STATE], AttributeValue::S(UNUSED.into()));
         let ttl =
             store.client.describe_time_to_live().table_name(store.table()).send().await.unwrap();
         let ttl = ttl.time_to_live_description.unwrap();
@@ -351,7 +515,7 @@ pub(crate) mod tests {
         let started = std::time::Instant::now();
         let refused = store.insert(TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000 }).await;
         assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
-        let consumed = store.consume(Uuid::new_v4(), 1_000).await;
+        let consumed = store.consume(Uuid::new_v4(), &AttemptId::generate(), 1_000).await;
         assert!(matches!(consumed, Err(StoreError::Unavailable(_))), "{consumed:?}");
         assert!(started.elapsed() < 2 * OPERATION_TIMEOUT);
     }
@@ -359,7 +523,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_missing_table_is_an_internal_error_not_a_used_token() {
         let store = DynamoStore::new(&local_config(&endpoint()).await, "no-such-table");
-        let result = store.consume(Uuid::new_v4(), 1_000).await;
+        let result = store.consume(Uuid::new_v4(), &AttemptId::generate(), 1_000).await;
         assert!(matches!(result, Err(StoreError::Internal(_))), "{result:?}");
     }
 }

@@ -8,92 +8,221 @@
 //! its queue (up to [`MAX_BATCH`]), applies them in order in ONE write transaction, commits once
 //! (one fsync) and only then answers each caller. Under load many requests share one fsync;
 //! alone, a request waits for its own. Because one thread applies operations one after another,
-//! two consumes of one `uuid` can never both find the record.
+//! two consumes of one `uuid` can never both find the record unused.
 //!
-//! Tables: `tokens` maps a uuid (as `u128`) to its expiry (epoch seconds); `tokens_by_expiry`
-//! holds `(expiry, uuid)` so that [`EmbeddedStore::sweep_expired`] reads only expired records.
+//! Faults: after a failed write or commit (`ENOSPC`, `EIO`) redb refuses every later
+//! transaction until the database is reopened. The writer then answers that batch with
+//! [`StoreError::Unavailable`] (or [`StoreError::OutcomeUnknown`] for a consume whose commit
+//! failed: its fsync may have reached the disk), closes the database and reopens it, every
+//! [`REOPEN_INTERVAL`] while requests or probes find it closed. [`TokenStore::ready`] is true
+//! only while the last commit, or a probe write, succeeded. The queue holds at most
+//! [`Options::queue_capacity`] operations and each waits at most [`Options::deadline`]: beyond
+//! either, [`StoreError::Overloaded`], so overload never means unbounded memory or a hang.
+//!
+//! Tables: `records` maps a uuid (as `u128`) to `(expiry, state, at, attempt)`: expiry in epoch
+//! seconds, state 0 unused / 1 used / 2 revoked, `at` the epoch second of the change (0 while
+//! unused) and the attempt id that used it (empty otherwise). `records_by_expiry` holds
+//! `(expiry, uuid)` so that [`EmbeddedStore::sweep_expired`] reads only expired records.
 
-use super::{Cause, Consumed, StoreError, TokenRecord, TokenStore};
+use super::{AttemptId, Cause, Consumed, StoreError, TokenRecord, TokenStore};
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{Database, DatabaseError, ReadableTable, Table, TableDefinition, TableHandle};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-const TOKENS: TableDefinition<u128, i64> = TableDefinition::new("tokens");
-const BY_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("tokens_by_expiry");
+/// `(expiry, state, at, attempt)`; see the module documentation.
+type Row = (i64, u8, i64, &'static str);
+const RECORDS: TableDefinition<u128, Row> = TableDefinition::new("records");
+const BY_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("records_by_expiry");
+/// A probe write lands here: one key, overwritten.
+const PROBE: TableDefinition<u8, i64> = TableDefinition::new("probe");
+/// The table of earlier versions (uuid to expiry, unused records only); migrated on open.
+const LEGACY_TOKENS: TableDefinition<u128, i64> = TableDefinition::new("tokens");
+const LEGACY_BY_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("tokens_by_expiry");
+
+const UNUSED: u8 = 0;
+const USED: u8 = 1;
+const REVOKED: u8 = 2;
 
 /// Most operations applied in one write transaction.
 pub const MAX_BATCH: usize = 1024;
-/// Most expired records removed by one sweep (a sweep holds the writer while it runs).
+/// Most expired records removed by one sweep transaction; a sweep runs as many as it needs.
 pub const MAX_SWEEP: usize = 10_000;
+/// How long after its expiry a record is kept before the sweep may remove it, seconds. A
+/// validation reads the clock before its consume is queued and the consume is dropped unapplied
+/// once its [`Options::deadline`] (seconds) has passed, so a record is never removed while a
+/// consume that may still succeed is on its way.
+pub const SWEEP_GRACE_SECS: i64 = 60;
+/// How often a closed database (after a fault) is reopened while nothing else asks for it.
+pub const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
 
-/// A [`TokenStore`] in a redb file. Cloning is not offered: share it in an `Arc`. Dropping the
-/// last handle finishes the queued operations, closes the file and joins the writer thread.
-pub struct EmbeddedStore {
-    ops: Option<mpsc::Sender<Op>>,
-    writer: Option<JoinHandle<()>>,
+/// Limits of the writer's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Most operations waiting for the writer; more are refused as overloaded at once.
+    pub queue_capacity: usize,
+    /// Longest an operation waits for its answer, queue time included. Past it the caller gets
+    /// [`StoreError::Overloaded`] (or [`StoreError::OutcomeUnknown`] for a consume that may be
+    /// in the commit under way), and the writer drops it unapplied if it has not started it.
+    pub deadline: Duration,
 }
 
-enum Op {
-    Insert(TokenRecord, oneshot::Sender<Result<(), StoreError>>),
-    Consume(Uuid, i64, oneshot::Sender<Result<Consumed, StoreError>>),
-    Sweep(i64, oneshot::Sender<Result<u64, StoreError>>),
+impl Default for Options {
+    fn default() -> Self {
+        Self { queue_capacity: 16 * MAX_BATCH, deadline: Duration::from_secs(5) }
+    }
+}
+
+/// Opens the database: `Database::create(path)` for a file, or a test's faulty backend.
+type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send>;
+
+/// A [`TokenStore`] in a redb file. Share it in an `Arc`. Dropping the last handle finishes the
+/// queued operations, closes the file and joins the writer thread.
+pub struct EmbeddedStore {
+    ops: Option<mpsc::SyncSender<Op>>,
+    writer: Option<JoinHandle<()>>,
+    ready: Arc<AtomicBool>,
+    deadline: Duration,
+}
+
+struct Op {
+    request: Request,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+enum Request {
+    Insert(TokenRecord),
+    Consume(Uuid, AttemptId, i64),
+    Sweep(i64),
+    Probe,
+}
+
+/// What an operation came to, answered only after the batch's commit.
+#[derive(Debug)]
+enum Outcome {
+    Inserted,
+    Consumed(Consumed),
+    Swept(usize),
+    Probed,
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the database file at `path`.
+    /// Opens (or creates) the database file at `path`, with default [`Options`].
     ///
     /// # Errors
     /// `Internal` if the file cannot be opened or created, is corrupt, or is already open in
     /// another process (redb locks it).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = Database::create(path.as_ref()).map_err(internal)?;
-        let tx = db.begin_write().map_err(internal)?;
-        tx.open_table(TOKENS).map_err(internal)?;
-        tx.open_table(BY_EXPIRY).map_err(internal)?;
-        tx.commit().map_err(internal)?;
-
-        let (ops, queue) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("embedded-store-writer".into())
-            .spawn(move || run_writer(&db, &queue))
-            .map_err(internal)?;
-        Ok(Self { ops: Some(ops), writer: Some(writer) })
+        let path = path.as_ref().to_owned();
+        Self::open_with(move || Database::create(&path), Options::default())
     }
 
-    /// Removes up to [`MAX_SWEEP`] records whose `expiry <= now` (epoch seconds) and returns how
-    /// many it removed. Only reclaims space: expired records are refused by `consume` anyway.
+    /// Opens the database that `opener` opens (called again to reopen after a fault).
     ///
     /// # Errors
-    /// `Internal` if the transaction fails; nothing is removed then.
-    pub async fn sweep_expired(&self, now: i64) -> Result<u64, StoreError> {
-        self.call(|reply| Op::Sweep(now, reply)).await
+    /// As [`EmbeddedStore::open`].
+    pub fn open_with(
+        opener: impl Fn() -> Result<Database, DatabaseError> + Send + 'static,
+        options: Options,
+    ) -> Result<Self, StoreError> {
+        let db = opener().map_err(internal)?;
+        prepare(&db).map_err(internal)?;
+        let ready = Arc::new(AtomicBool::new(true));
+        let (ops, queue) = mpsc::sync_channel(options.queue_capacity);
+        let writer = Writer { db: Some(db), opener: Box::new(opener), ready: ready.clone() };
+        let writer = std::thread::Builder::new()
+            .name("embedded-store-writer".into())
+            .spawn(move || writer.run(&queue))
+            .map_err(internal)?;
+        Ok(Self { ops: Some(ops), writer: Some(writer), ready, deadline: options.deadline })
     }
 
-    async fn call<T>(
-        &self,
-        op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
-    ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let sent = self.ops.as_ref().map(|ops| ops.send(op(reply)));
-        if !matches!(sent, Some(Ok(()))) {
-            return Err(internal("the embedded store's writer has stopped"));
+    /// Removes every record whose `expiry <= now - SWEEP_GRACE_SECS` (`now` in epoch seconds),
+    /// [`MAX_SWEEP`] per transaction so that requests interleave, and returns how many it
+    /// removed. Only reclaims space: expired records are refused by `consume` anyway.
+    ///
+    /// # Errors
+    /// A store error if a transaction fails; what earlier transactions removed stays removed.
+    pub async fn sweep_expired(&self, now: i64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        loop {
+            let cutoff = now - SWEEP_GRACE_SECS;
+            match self.call(Request::Sweep(cutoff), Duration::from_secs(60)).await? {
+                Outcome::Swept(n) if n < MAX_SWEEP => return Ok(removed + n),
+                Outcome::Swept(n) => removed += n,
+                other => return Err(mismatch(&other)),
+            }
         }
-        answer.await.map_err(|_| internal("the embedded store's writer stopped mid-operation"))?
+    }
+
+    async fn call(&self, request: Request, wait: Duration) -> Result<Outcome, StoreError> {
+        let consume = matches!(request, Request::Consume(..));
+        let deadline = Instant::now() + wait;
+        let (reply, answer) = oneshot::channel();
+        let sent = match &self.ops {
+            Some(ops) => ops.try_send(Op { request, deadline, reply }),
+            None => return Err(internal("the embedded store is closed")),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(StoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(internal("the embedded store's writer has stopped"));
+            }
+        }
+        let stopped = |what: &str| {
+            let cause = format!("the embedded store's writer {what}");
+            if consume { StoreError::OutcomeUnknown(cause.into()) } else { internal(cause) }
+        };
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(stopped("stopped mid-operation")),
+            Err(_) if consume => Err(stopped("did not answer before the deadline")),
+            Err(_) => Err(StoreError::Overloaded),
+        }
     }
 }
 
 #[async_trait]
 impl TokenStore for EmbeddedStore {
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
-        self.call(|reply| Op::Insert(record, reply)).await
+        match self.call(Request::Insert(record), self.deadline).await? {
+            Outcome::Inserted => Ok(()),
+            other => Err(mismatch(&other)),
+        }
     }
 
-    async fn consume(&self, uuid: Uuid, now: i64) -> Result<Consumed, StoreError> {
-        self.call(|reply| Op::Consume(uuid, now, reply)).await
+    async fn consume(
+        &self,
+        uuid: Uuid,
+        attempt: &AttemptId,
+        now: i64,
+    ) -> Result<Consumed, StoreError> {
+        match self.call(Request::Consume(uuid, attempt.clone(), now), self.deadline).await? {
+            Outcome::Consumed(consumed) => Ok(consumed),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        if self.writer.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Err(internal("the embedded store's writer has stopped"));
+        }
+        if self.ready.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Not ready: a probe write says whether it is now (and reopens the database).
+        match self.call(Request::Probe, self.deadline).await? {
+            Outcome::Probed => Ok(()),
+            other => Err(mismatch(&other)),
+        }
     }
 }
 
@@ -101,184 +230,274 @@ impl Drop for EmbeddedStore {
     fn drop(&mut self) {
         drop(self.ops.take());
         if let Some(writer) = self.writer.take() {
-            // A panicked writer has already answered nobody; there is nothing left to do.
+            // A panicked writer has already failed its callers; there is nothing left to do.
             let _ = writer.join();
         }
     }
 }
 
-fn run_writer(db: &Database, queue: &mpsc::Receiver<Op>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        batch.extend(queue.try_iter().take(MAX_BATCH - 1));
-        match apply(db, &batch) {
-            Ok(outcomes) => batch.into_iter().zip(outcomes).for_each(|(op, o)| o.answer(op)),
-            Err(cause) => {
-                tracing::error!(error = %cause, ops = batch.len(), "embedded store commit failed");
-                let cause = cause.to_string();
-                batch.into_iter().for_each(|op| Outcome::Failed(cause.clone()).answer(op));
-            }
-        }
-    }
+fn mismatch(outcome: &Outcome) -> StoreError {
+    internal(format!("the embedded store answered with the wrong outcome: {outcome:?}"))
 }
 
-/// What one operation of a batch came to, answered only after the batch's commit.
-enum Outcome {
-    Inserted(Result<(), StoreError>),
-    Consumed(Consumed),
-    Swept(u64),
-    Failed(String),
-}
-
-impl Outcome {
-    fn answer(self, op: Op) {
-        // A caller that stopped waiting (its request was cancelled) needs no answer.
-        let fail = |cause: &String| internal(cause.clone());
-        match (op, self) {
-            (Op::Insert(_, r), Outcome::Inserted(v)) => drop(r.send(v)),
-            (Op::Consume(_, _, r), Outcome::Consumed(v)) => drop(r.send(Ok(v))),
-            (Op::Sweep(_, r), Outcome::Swept(v)) => drop(r.send(Ok(v))),
-            (Op::Insert(_, r), Outcome::Failed(c)) => drop(r.send(Err(fail(&c)))),
-            (Op::Consume(_, _, r), Outcome::Failed(c)) => drop(r.send(Err(fail(&c)))),
-            (Op::Sweep(_, r), Outcome::Failed(c)) => drop(r.send(Err(fail(&c)))),
-            (op, _) => drop(op),
-        }
-    }
-}
-
-/// Applies `batch` in order in one durable transaction; all or nothing.
-fn apply(db: &Database, batch: &[Op]) -> Result<Vec<Outcome>, redb::Error> {
+/// Creates the tables and migrates the records of earlier versions (all unused) into them.
+fn prepare(db: &Database) -> Result<(), redb::Error> {
     let tx = db.begin_write()?;
-    let outcomes = {
-        // Opened once per batch, not per operation: opening a table is a B-tree lookup.
-        let mut tables =
-            Tables { tokens: tx.open_table(TOKENS)?, by_expiry: tx.open_table(BY_EXPIRY)? };
-        batch.iter().map(|op| apply_one(&mut tables, op)).collect::<Result<_, _>>()?
-    };
+    {
+        let mut records = tx.open_table(RECORDS)?;
+        let mut by_expiry = tx.open_table(BY_EXPIRY)?;
+        tx.open_table(PROBE)?;
+        let legacy = tx.list_tables()?.any(|t| t.name() == LEGACY_TOKENS.name());
+        if legacy {
+            let old = tx.open_table(LEGACY_TOKENS)?;
+            for entry in old.iter()? {
+                let (id, expiry) = entry?;
+                let (id, expiry) = (id.value(), expiry.value());
+                records.insert(id, (expiry, UNUSED, 0, ""))?;
+                by_expiry.insert((expiry, id), ())?;
+            }
+            drop(old);
+            tx.delete_table(LEGACY_TOKENS)?;
+            tx.delete_table(LEGACY_BY_EXPIRY)?;
+        }
+    }
     tx.commit()?;
-    Ok(outcomes)
+    Ok(())
 }
 
-/// The two tables, open in one write transaction.
-struct Tables<'tx> {
-    tokens: Table<'tx, u128, i64>,
-    by_expiry: Table<'tx, (i64, u128), ()>,
+/// The writer thread's state: the database while it is usable, and how to reopen it.
+struct Writer {
+    db: Option<Database>,
+    opener: Opener,
+    ready: Arc<AtomicBool>,
 }
 
-fn apply_one(tables: &mut Tables<'_>, op: &Op) -> Result<Outcome, redb::Error> {
-    let Tables { tokens, by_expiry } = tables;
-    Ok(match *op {
-        Op::Insert(record, _) => {
-            let id = record.uuid.as_u128();
-            if tokens.get(id)?.is_some() {
-                Outcome::Inserted(Err(StoreError::Duplicate))
+/// Where a batch failed: before its commit (nothing applied) or in it (maybe applied).
+enum Failure {
+    BeforeCommit(redb::Error),
+    InCommit(redb::Error),
+}
+
+impl Writer {
+    fn run(mut self, queue: &mpsc::Receiver<Op>) {
+        loop {
+            let first = if self.db.is_some() && self.ready.load(Ordering::SeqCst) {
+                match queue.recv() {
+                    Ok(op) => op,
+                    Err(_) => return,
+                }
             } else {
-                tokens.insert(id, record.expiry)?;
-                by_expiry.insert((record.expiry, id), ())?;
-                Outcome::Inserted(Ok(()))
+                match queue.recv_timeout(REOPEN_INTERVAL) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let _ = self.probe();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            let now = Instant::now();
+            let (batch, late): (Vec<Op>, Vec<Op>) = std::iter::once(first)
+                .chain(queue.try_iter().take(MAX_BATCH - 1))
+                .partition(|op| op.deadline > now);
+            // Past their deadline their callers have been answered; never apply them late.
+            late.into_iter().for_each(|op| drop(op.reply.send(Err(StoreError::Overloaded))));
+            if !batch.is_empty() {
+                self.apply_and_answer(batch);
             }
         }
-        Op::Consume(uuid, now, _) => {
-            let id = uuid.as_u128();
-            let expiry = tokens.get(id)?.map(|e| e.value());
-            match expiry {
-                None => Outcome::Consumed(Consumed::NotFound),
-                Some(expiry) if now >= expiry => Outcome::Consumed(Consumed::Expired),
-                Some(expiry) => {
-                    tokens.remove(id)?;
-                    by_expiry.remove((expiry, id))?;
-                    Outcome::Consumed(Consumed::Consumed)
+    }
+
+    fn apply_and_answer(&mut self, batch: Vec<Op>) {
+        let db = match self.database() {
+            Ok(db) => db,
+            Err(cause) => {
+                for op in batch {
+                    drop(op.reply.send(Err(StoreError::Unavailable(cause.clone().into()))));
+                }
+                return;
+            }
+        };
+        match apply(db, &batch) {
+            Ok(outcomes) => {
+                self.ready.store(true, Ordering::SeqCst);
+                for (op, outcome) in batch.into_iter().zip(outcomes) {
+                    drop(op.reply.send(outcome));
+                }
+            }
+            Err(failure) => {
+                let (cause, maybe_applied) = match failure {
+                    Failure::BeforeCommit(e) => (e, false),
+                    Failure::InCommit(e) => (e, true),
+                };
+                tracing::error!(error = %cause, ops = batch.len(), maybe_applied,
+                    "embedded store write failed; reopening the database");
+                self.close();
+                let cause = cause.to_string();
+                for op in batch {
+                    let cause: Cause = cause.clone().into();
+                    let error = match op.request {
+                        Request::Consume(..) if maybe_applied => StoreError::OutcomeUnknown(cause),
+                        _ => StoreError::Unavailable(cause),
+                    };
+                    drop(op.reply.send(Err(error)));
                 }
             }
         }
-        Op::Sweep(now, _) => {
-            let expired = by_expiry
-                .range(..=(now, u128::MAX))?
-                .take(MAX_SWEEP)
-                .map(|entry| entry.map(|(key, _)| key.value()))
-                .collect::<Result<Vec<_>, _>>()?;
-            for (expiry, id) in &expired {
-                tokens.remove(*id)?;
-                by_expiry.remove((*expiry, *id))?;
-            }
-            Outcome::Swept(expired.len() as u64)
+    }
+
+    /// The open database, reopening it if a fault closed it.
+    fn database(&mut self) -> Result<&Database, String> {
+        if self.db.is_none() {
+            let db = (self.opener)().map_err(|e| e.to_string())?;
+            prepare(&db).map_err(|e| e.to_string())?;
+            tracing::info!("embedded store reopened");
+            self.db = Some(db);
         }
-    })
+        self.db.as_ref().ok_or_else(|| "the database is closed".to_owned())
+    }
+
+    fn close(&mut self) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.db = None;
+    }
+
+    /// A real write, to learn whether commits work again.
+    fn probe(&mut self) -> Result<Outcome, StoreError> {
+        let db = self.database().map_err(|cause| StoreError::Unavailable(cause.into()))?;
+        let probed = (|| {
+            let tx = db.begin_write()?;
+            tx.open_table(PROBE)?.insert(0, 0)?;
+            tx.commit()?;
+            Ok::<_, redb::Error>(())
+        })();
+        match probed {
+            Ok(()) => {
+                self.ready.store(true, Ordering::SeqCst);
+                Ok(Outcome::Probed)
+            }
+            Err(e) => {
+                self.close();
+                Err(StoreError::Unavailable(e.to_string().into()))
+            }
+        }
+    }
+}
+
+type Answers = Vec<Result<Outcome, StoreError>>;
+
+/// Applies `batch` in order in one durable transaction; all or nothing.
+fn apply(db: &Database, batch: &[Op]) -> Result<Answers, Failure> {
+    let before = |e: redb::Error| Failure::BeforeCommit(e);
+    let tx = db.begin_write().map_err(|e| before(e.into()))?;
+    let outcomes = {
+        // Opened once per batch, not per operation: opening a table is a B-tree lookup.
+        let mut tables = Tables {
+            records: tx.open_table(RECORDS).map_err(|e| before(e.into()))?,
+            by_expiry: tx.open_table(BY_EXPIRY).map_err(|e| before(e.into()))?,
+        };
+        batch.iter().map(|op| tables.apply(&op.request)).collect::<Result<Answers, _>>()
+    }
+    .map_err(before)?;
+    tx.commit().map_err(|e| Failure::InCommit(e.into()))?;
+    Ok(outcomes)
+}
+
+/// The tables, open in one write transaction.
+struct Tables<'tx> {
+    records: Table<'tx, u128, Row>,
+    by_expiry: Table<'tx, (i64, u128), ()>,
+}
+
+impl Tables<'_> {
+    /// Applies one operation; `Err` fails the whole batch, `Ok(Err)` only this operation.
+    fn apply(&mut self, request: &Request) -> Result<Result<Outcome, StoreError>, redb::Error> {
+        Ok(Ok(match request {
+            Request::Insert(record) => {
+                let id = record.uuid.as_u128();
+                if let Some(found) = self.records.get(id)? {
+                    // Our own earlier insert (same expiry) is a success; anything else is not.
+                    return Ok(if found.value().0 == record.expiry {
+                        Ok(Outcome::Inserted)
+                    } else {
+                        Err(StoreError::Duplicate)
+                    });
+                }
+                self.records.insert(id, (record.expiry, UNUSED, 0, ""))?;
+                self.by_expiry.insert((record.expiry, id), ())?;
+                Outcome::Inserted
+            }
+            Request::Consume(uuid, attempt, now) => {
+                let id = uuid.as_u128();
+                let found = self.records.get(id)?.map(|row| {
+                    let (expiry, state, at, used_by) = row.value();
+                    (expiry, state, at, used_by.to_owned())
+                });
+                Outcome::Consumed(match found {
+                    None => Consumed::NotFound,
+                    Some((expiry, _, _, _)) if *now >= expiry => Consumed::Expired,
+                    Some((expiry, UNUSED, _, _)) => {
+                        self.records.insert(id, (expiry, USED, *now, attempt.as_str()))?;
+                        Consumed::Consumed
+                    }
+                    Some((_, REVOKED, at, _)) => Consumed::Revoked { at },
+                    Some((_, _, at, used_by)) => {
+                        Consumed::Used { at, attempt: AttemptId::stored(used_by) }
+                    }
+                })
+            }
+            Request::Sweep(cutoff) => {
+                let expired = self
+                    .by_expiry
+                    .range(..=(*cutoff, u128::MAX))?
+                    .take(MAX_SWEEP)
+                    .map(|entry| entry.map(|(key, _)| key.value()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (expiry, id) in &expired {
+                    self.records.remove(*id)?;
+                    self.by_expiry.remove((*expiry, *id))?;
+                }
+                Outcome::Swept(expired.len())
+            }
+            Request::Probe => Outcome::Probed,
+        }))
+    }
 }
 
 fn internal(cause: impl Into<Cause>) -> StoreError {
     StoreError::Internal(cause.into())
 }
 
+/// One stored record, as [`dump`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpedRecord {
+    /// The token's `uuid`.
+    pub uuid: Uuid,
+    /// Its expiry, epoch seconds.
+    pub expiry: i64,
+    /// `None` while unused; the time (epoch seconds) and attempt that used it.
+    pub used: Option<(i64, String)>,
+}
+
 /// Reads every stored record; for tests and tools, not for the request path.
 ///
 /// # Errors
 /// `Internal` if the file cannot be read.
-pub fn dump(path: impl AsRef<Path>) -> Result<Vec<TokenRecord>, StoreError> {
+pub fn dump(path: impl AsRef<Path>) -> Result<Vec<DumpedRecord>, StoreError> {
     let db = Database::open(path.as_ref()).map_err(internal)?;
-    let tx = db.begin_read().map_err(internal)?;
-    let table = tx.open_table(TOKENS).map_err(internal)?;
+    let tx = redb::ReadableDatabase::begin_read(&db).map_err(internal)?;
+    let table = tx.open_table(RECORDS).map_err(internal)?;
     table
         .iter()
         .map_err(internal)?
         .map(|entry| {
-            let (id, expiry) = entry.map_err(internal)?;
-            Ok(TokenRecord { uuid: Uuid::from_u128(id.value()), expiry: expiry.value() })
+            let (id, row) = entry.map_err(internal)?;
+            let (expiry, state, at, attempt) = row.value();
+            let used = (state == USED).then(|| (at, attempt.to_owned()));
+            Ok(DumpedRecord { uuid: Uuid::from_u128(id.value()), expiry, used })
         })
         .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::conformance;
-
-    fn open() -> (tempfile::TempDir, EmbeddedStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path().join("tokens.redb")).unwrap();
-        (dir, store)
-    }
-
-    conformance::suite!(async { open() });
-
-    #[tokio::test]
-    async fn records_survive_closing_and_reopening_the_file() {
-        let (dir, store) = open();
-        let path = dir.path().join("tokens.redb");
-        let (kept, used) = (Uuid::new_v4(), Uuid::new_v4());
-        store.insert(TokenRecord { uuid: kept, expiry: 2_000 }).await.unwrap();
-        store.insert(TokenRecord { uuid: used, expiry: 2_000 }).await.unwrap();
-        assert_eq!(store.consume(used, 1_000).await.unwrap(), Consumed::Consumed);
-        drop(store);
-
-        let store = EmbeddedStore::open(&path).unwrap();
-        assert_eq!(store.consume(used, 1_000).await.unwrap(), Consumed::NotFound);
-        assert_eq!(store.consume(kept, 1_000).await.unwrap(), Consumed::Consumed);
-    }
-
-    #[tokio::test]
-    async fn sweeping_removes_exactly_the_expired_records() {
-        let (dir, store) = open();
-        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
-        for (i, id) in ids.iter().enumerate() {
-            store.insert(TokenRecord { uuid: *id, expiry: 100 + i as i64 }).await.unwrap();
-        }
-        // Records with expiry 100 and 101 are expired at 101; 102 and 103 are not.
-        assert_eq!(store.sweep_expired(101).await.unwrap(), 2);
-        assert_eq!(store.sweep_expired(101).await.unwrap(), 0);
-        drop(store);
-        let mut left: Vec<i64> =
-            dump(dir.path().join("tokens.redb")).unwrap().iter().map(|r| r.expiry).collect();
-        left.sort();
-        assert_eq!(left, vec![102, 103]);
-    }
-
-    #[test]
-    fn a_second_process_cannot_open_a_file_in_use() {
-        let (dir, _store) = open();
-        assert!(matches!(
-            EmbeddedStore::open(dir.path().join("tokens.redb")),
-            Err(StoreError::Internal(_))
-        ));
-    }
-}
+mod tests;

@@ -1,15 +1,25 @@
 //! Where issued tokens wait for their single use.
 //!
-//! A token's record is its `uuid` claim and its expiry. The [`TokenStore`] contract is what makes
-//! a token single-use, so every implementation must hold it under any concurrency:
+//! A token's record is its `uuid` claim, its expiry and its state: `unused`, `used` (with the
+//! time and the attempt id that used it) or `revoked`. Records are never deleted to consume a
+//! token; they change state, and only clean-up after expiry removes them (the embedded store's
+//! sweeper, DynamoDB's TTL). So a late or retried insert can never bring a used token back: the
+//! insert's condition finds the used record and refuses.
 //!
-//! - `insert` fails with [`StoreError::Duplicate`] if the `uuid` is already stored;
-//! - `consume` removes the record atomically and reports [`Consumed::Consumed`] to exactly one
-//!   caller, and only while `now < expiry`. There is no separate read: a read-then-delete lets two
-//!   concurrent validations both succeed.
+//! The [`TokenStore`] contract is what makes a token single-use, so every implementation must
+//! hold it under any concurrency:
 //!
-//! Expiry is always decided here against the caller's clock; background clean-up (the embedded
-//! store's sweeper, DynamoDB's TTL) only reclaims space.
+//! - `insert` stores a new `unused` record; one that finds a record with the same `uuid` and
+//!   `expiry` (its own earlier attempt, whose answer was lost) succeeds without a change, and one
+//!   that finds any other record fails with [`StoreError::Duplicate`];
+//! - `consume` changes `unused` to `used` in ONE conditional write and reports
+//!   [`Consumed::Consumed`] to exactly one caller, only while `now < expiry`; every other caller
+//!   learns the record's state as it is ([`Consumed::Used`] with the winning attempt's id, so the
+//!   service can recognise a retry of the winner). There is no separate read: a read-then-write
+//!   lets two concurrent validations both succeed.
+//!
+//! Expiry is always decided here against the caller's clock; background clean-up only reclaims
+//! space.
 //!
 //! [`conformance`] is the one test suite every implementation runs.
 
@@ -21,9 +31,12 @@ use uuid::Uuid;
 pub mod conformance;
 pub mod dynamodb;
 pub mod embedded;
+#[cfg(test)]
+pub mod faulty;
+#[cfg(feature = "bench-null-store")]
 pub mod null;
 
-/// One issued, unused token.
+/// A token's record as it is inserted: unused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenRecord {
     /// The token's `uuid` claim: its identity.
@@ -33,15 +46,56 @@ pub struct TokenRecord {
     pub expiry: i64,
 }
 
-/// What `consume` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The id of one validation attempt: the client's `Idempotency-Key`, or one generated per HTTP
+/// request. At most [`shared::MAX_IDEMPOTENCY_KEY_BYTES`] bytes of `A-Za-z0-9-_.:`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttemptId(String);
+
+impl AttemptId {
+    /// The attempt id a client chose.
+    pub fn from_key(key: shared::IdempotencyKey) -> Self {
+        Self(key.as_str().to_owned())
+    }
+
+    /// A fresh, random attempt id (a UUID v4) for a request that named none.
+    pub fn generate() -> Self {
+        Self(Uuid::new_v4().to_string())
+    }
+
+    /// Reads an attempt id back from a store. Anything stored was an [`AttemptId`] before.
+    pub(crate) fn stored(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What `consume` found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consumed {
-    /// The record existed and was unexpired; it is now removed. Exactly one caller sees this.
+    /// The record was `unused` and unexpired; it is now `used` by this attempt. Exactly one
+    /// caller sees this per record.
     Consumed,
-    /// No record: the token was consumed before (or never stored).
+    /// No record with this `uuid`.
     NotFound,
     /// The record exists but `now >= expiry`; it is left for clean-up.
     Expired,
+    /// The record was used before, at `at` (epoch seconds) by `attempt`. When `attempt` is the
+    /// caller's own, this is its own earlier success (a retry after a lost answer).
+    Used {
+        /// When it was used, epoch seconds.
+        at: i64,
+        /// The attempt that used it.
+        attempt: AttemptId,
+    },
+    /// The record was revoked at `at` (epoch seconds) and can never be used.
+    Revoked {
+        /// When it was revoked, epoch seconds.
+        at: i64,
+    },
 }
 
 /// Boxed cause of a store failure, kept for the log, never sent to a client.
@@ -50,13 +104,22 @@ pub type Cause = Box<dyn StdError + Send + Sync>;
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// `insert` found the `uuid` already stored (a UUID v4 collision or a replayed insert).
-    #[error("a token with this uuid is already stored")]
+    /// `insert` found another record with this `uuid` (a UUID v4 collision).
+    #[error("another token with this uuid is already stored")]
     Duplicate,
-    /// The store is unreachable, throttled or timed out; a retry later may succeed (HTTP 503).
+    /// The store is unreachable, throttled or refused the write, and nothing was changed; a
+    /// retry later may succeed (HTTP 503 `unavailable`).
     #[error("token store unavailable")]
     Unavailable(#[source] Cause),
-    /// Any other failure: I/O error, corrupt data, a bug (HTTP 500).
+    /// Too much work is queued to finish in time; nothing was changed (HTTP 503 `overloaded`).
+    #[error("token store overloaded")]
+    Overloaded,
+    /// The write may or may not have been applied (a timeout, or a connection lost after the
+    /// request was sent). A retry with the same attempt id learns which (HTTP 503
+    /// `outcome_unknown`).
+    #[error("token store outcome unknown")]
+    OutcomeUnknown(#[source] Cause),
+    /// Any other failure: corrupt data, a missing table, a bug (HTTP 500).
     #[error("token store failure")]
     Internal(#[source] Cause),
 }
@@ -64,19 +127,34 @@ pub enum StoreError {
 /// Storage of issued tokens; see the module documentation for the contract.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Stores `record`. When this returns `Ok`, the record is durable.
+    /// Stores `record` as unused. When this returns `Ok`, the record is durable. Retrying an
+    /// insert whose answer was lost is safe: finding its own record (same `uuid` and `expiry`)
+    /// is a success.
     ///
     /// # Errors
-    /// [`StoreError::Duplicate`] if a record with the same `uuid` exists (nothing is changed);
-    /// `Unavailable`/`Internal` if the write may not have happened.
+    /// [`StoreError::Duplicate`] if a different record with the same `uuid` exists (nothing is
+    /// changed); any other error if the write may not have happened.
     async fn insert(&self, record: TokenRecord) -> Result<(), StoreError>;
 
-    /// Atomically removes the record of `uuid` if it exists and `now < expiry` (`now` in epoch
-    /// seconds). Of any number of concurrent calls for one `uuid`, at most one gets
-    /// [`Consumed::Consumed`]. When this returns `Consumed`, the removal is durable.
+    /// Atomically changes the record of `uuid` from unused to used by `attempt`, if it is
+    /// unused and `now < expiry` (`now` in epoch seconds); otherwise reports what it is. Of any
+    /// number of concurrent calls for one `uuid`, at most one gets [`Consumed::Consumed`]. When
+    /// this returns `Consumed`, the change is durable.
     ///
     /// # Errors
-    /// `Unavailable`/`Internal` if the store could not answer; the record is then either intact
-    /// or removed, never half-changed.
-    async fn consume(&self, uuid: Uuid, now: i64) -> Result<Consumed, StoreError>;
+    /// [`StoreError::Unavailable`]/[`StoreError::Overloaded`] if nothing was changed,
+    /// [`StoreError::OutcomeUnknown`] if the change may have been applied, `Internal` otherwise.
+    /// The record is never half-changed.
+    async fn consume(
+        &self,
+        uuid: Uuid,
+        attempt: &AttemptId,
+        now: i64,
+    ) -> Result<Consumed, StoreError>;
+
+    /// Whether the store can take writes now, for a readiness probe (`GET /health/ready`).
+    ///
+    /// # Errors
+    /// Why it cannot.
+    async fn ready(&self) -> Result<(), StoreError>;
 }

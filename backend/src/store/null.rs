@@ -3,11 +3,12 @@
 //! [`NullStore`] breaks the [`TokenStore`] contract on purpose: `insert` stores nothing and
 //! `consume` reports [`Consumed::Consumed`] for any uuid, so a token could be used any number
 //! of times. It exists to measure everything but storage (HTTP, JSON, signing, verifying) and
-//! to give the durable store a baseline to be compared with in the same run. The local server
-//! selects it only with the hidden `--store null`; it is never a default and never used by the
-//! Lambda.
+//! to give the durable store a baseline to be compared with in the same run. It is compiled only
+//! with the `bench-null-store` cargo feature (off by default, on in `scripts/bench.sh`), where the
+//! local server selects it with the hidden `--store null`; a release build refuses `null`, and the
+//! Lambda never uses it.
 
-use super::{Consumed, StoreError, TokenRecord, TokenStore};
+use super::{AttemptId, Consumed, StoreError, TokenRecord, TokenStore};
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -21,8 +22,17 @@ impl TokenStore for NullStore {
         Ok(())
     }
 
-    async fn consume(&self, _uuid: Uuid, _now: i64) -> Result<Consumed, StoreError> {
+    async fn consume(
+        &self,
+        _uuid: Uuid,
+        _attempt: &AttemptId,
+        _now: i64,
+    ) -> Result<Consumed, StoreError> {
         Ok(Consumed::Consumed)
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -36,7 +46,8 @@ mod tests {
         let store = NullStore;
         store.insert(TokenRecord { uuid, expiry: 10 }).await.unwrap();
         store.insert(TokenRecord { uuid, expiry: 10 }).await.unwrap();
-        assert_eq!(store.consume(uuid, 100).await.unwrap(), Consumed::Consumed);
-        assert_eq!(store.consume(uuid, 100).await.unwrap(), Consumed::Consumed);
+        let attempt = AttemptId::generate();
+        assert_eq!(store.consume(uuid, &attempt, 100).await.unwrap(), Consumed::Consumed);
+        assert_eq!(store.consume(uuid, &attempt, 100).await.unwrap(), Consumed::Consumed);
     }
 }

@@ -1,0 +1,302 @@
+//! One way to build the service, for both entry points: [`build`] turns [`Settings`] into the
+//! router, so a rule about keys, stores or faults holds for the local server and the Lambda
+//! alike. The local server's flags ([`crate::server::Config`]) and the Lambda's environment
+//! ([`crate::lambda::LambdaConfig`]) are only two ways to fill in [`Settings`]; every
+//! environment variable name is in [`crate::contract`].
+
+use crate::clock::{Clock, SystemClock};
+use crate::http::{AllowedOrigins, router};
+use crate::keys::{KeyError, MIN_KEY_BYTES, SigningKey};
+use crate::store::dynamodb::{DynamoStore, sdk_config};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{StoreError, TokenStore};
+use crate::tokens::{Lifetimes, TokenService};
+use axum::Router;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Everything that decides how the service behaves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where records live.
+    pub store: StoreSettings,
+    /// Where the signing key comes from.
+    pub key: KeySource,
+    /// Browser origins allowed to call the API (CORS).
+    pub origins: AllowedOrigins,
+    /// Default and longest token lifetimes.
+    pub lifetimes: Lifetimes,
+    /// How long after a token's use a retry with the same `Idempotency-Key` gets that success
+    /// again, seconds (`TOKEN_SERVICE_REPLAY_WINDOW`, default 600).
+    pub replay_window: u64,
+}
+
+/// The token store to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// The embedded redb file at `path`.
+    Embedded {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A DynamoDB table through the standard AWS configuration chain.
+    Dynamodb {
+        /// The table's name.
+        table: String,
+        /// Create the table (with TTL on `expiry`) if it is missing, instead of refusing to start.
+        create: bool,
+    },
+    /// Keeps nothing, so tokens are NOT single-use: benchmark builds only (`store::null`).
+    #[cfg(feature = "bench-null-store")]
+    Null,
+}
+
+/// Where the signing key comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The ARN of a Secrets Manager secret whose `SecretString` is the key (UTF-8, at least 32
+    /// bytes), read once at cold start. The deployed shape.
+    SecretsManager(String),
+    /// The key itself (UTF-8, at least 32 bytes), from `TOKEN_SERVICE_SECRET`.
+    Value(String),
+    /// A key file, created with a random 256-bit key (mode 0600) if it does not exist.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SecretsManager(arn) => f.debug_tuple("SecretsManager").field(arn).finish(),
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is out of range; the text says which.
+    #[error("{0}")]
+    Config(String),
+    /// The given key is too short.
+    #[error("TOKEN_SERVICE_SECRET / --secret: {0}")]
+    Key(#[from] KeyError),
+    /// The kept key file holds a key that is too short (truncated or replaced).
+    #[error("signing key file {path}: {source}; delete it to generate a new key")]
+    KeyFileInvalid {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// The key file cannot be read or written.
+    #[error("signing key file {path}: {source}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The key cannot be read from AWS Secrets Manager.
+    #[error("signing key from Secrets Manager: {0}")]
+    SecretsManager(String),
+    /// The store file cannot be opened: locked by another process, unreadable or corrupt.
+    #[error("token store {path}: {}", causes(source))]
+    Store {
+        /// The store file.
+        path: PathBuf,
+        /// What failed.
+        source: StoreError,
+    },
+    /// DynamoDB is misconfigured or its table is missing or could not be created.
+    #[error("DynamoDB: {0}")]
+    Dynamo(String),
+    /// The data directory cannot be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+/// The built service.
+pub struct App {
+    /// The API router (the local server adds the UI to it).
+    pub router: Router,
+    /// The embedded store, which the local server sweeps; `None` for other stores.
+    pub embedded: Option<Arc<EmbeddedStore>>,
+    /// The clock the service reads.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Reads the key, opens (and checks) the store and builds the router.
+///
+/// # Errors
+/// A [`StartupError`] naming the setting, file or service at fault.
+pub async fn build(settings: Settings) -> Result<App, StartupError> {
+    let needs_aws = matches!(settings.key, KeySource::SecretsManager(_))
+        || matches!(settings.store, StoreSettings::Dynamodb { .. });
+    let sdk =
+        if needs_aws { Some(sdk_config().await.map_err(StartupError::Dynamo)?) } else { None };
+    let key = match &settings.key {
+        KeySource::Value(secret) => SigningKey::parse(secret.as_bytes())?,
+        KeySource::File(path) => load_or_create_key(path)?,
+        KeySource::SecretsManager(arn) => {
+            let sdk = sdk.as_ref().ok_or_else(|| StartupError::Config("no AWS config".into()))?;
+            let secret = aws_sdk_secretsmanager::Client::new(sdk)
+                .get_secret_value()
+                .secret_id(arn)
+                .send()
+                .await
+                .map_err(|e| StartupError::SecretsManager(causes(&e)))?
+                .secret_string
+                .ok_or_else(|| {
+                    StartupError::SecretsManager(format!("{arn} has no SecretString"))
+                })?;
+            SigningKey::parse(secret.as_bytes())?
+        }
+    };
+    let (store, embedded): (Arc<dyn TokenStore>, _) = match settings.store {
+        StoreSettings::Embedded { path } => {
+            let store = EmbeddedStore::open(&path)
+                .map_err(|source| StartupError::Store { path: path.clone(), source })?;
+            let store = Arc::new(store);
+            (store.clone(), Some(store))
+        }
+        StoreSettings::Dynamodb { table, create } => {
+            let sdk = sdk.as_ref().ok_or_else(|| StartupError::Config("no AWS config".into()))?;
+            (Arc::new(open_dynamodb(sdk, &table, create).await?), None)
+        }
+        #[cfg(feature = "bench-null-store")]
+        StoreSettings::Null => {
+            tracing::warn!(
+                "the null store keeps nothing: tokens are not single-use (benchmarks only)"
+            );
+            (Arc::new(crate::store::null::NullStore), None)
+        }
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let service = TokenService::new(&key, store, clock.clone(), settings.lifetimes)
+        .with_replay_window(settings.replay_window);
+    Ok(App { router: router(Arc::new(service), &settings.origins), embedded, clock })
+}
+
+/// The DynamoDB store on `table`, created if `create`, else checked to exist: a missing table is
+/// a start-up error, never a failing request.
+async fn open_dynamodb(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    create: bool,
+) -> Result<DynamoStore, StartupError> {
+    let store = DynamoStore::new(sdk, table);
+    if create {
+        let created = store
+            .create_table_if_missing()
+            .await
+            .map_err(|e| StartupError::Dynamo(format!("creating table {table}: {}", causes(&e))))?;
+        tracing::info!(table, created, "DynamoDB table ready");
+    } else if !store
+        .table_exists()
+        .await
+        .map_err(|e| StartupError::Dynamo(format!("checking table {table}: {}", causes(&e))))?
+    {
+        return Err(StartupError::Dynamo(format!(
+            "table {table} does not exist; pass --create-table to create it"
+        )));
+    }
+    Ok(store)
+}
+
+/// An error and its causes, joined by ": " (`Display` of a `thiserror` enum hides its source).
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads the key file, or creates it with a fresh random 256-bit key, readable by the owner
+/// only (mode 0600).
+fn load_or_create_key(path: &Path) -> Result<SigningKey, StartupError> {
+    let file_error = |source| StartupError::KeyFile { path: path.to_owned(), source };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            return SigningKey::parse(&bytes)
+                .map_err(|source| StartupError::KeyFileInvalid { path: path.to_owned(), source });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_error(e)),
+    }
+    let mut bytes = [0u8; MIN_KEY_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| file_error(io::Error::other(e.to_string())))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(file_error)?;
+    file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(file_error)?;
+    Ok(SigningKey::parse(&bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_is_kept_with_mode_0600_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        load_or_create_key(&path).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        assert_eq!(first.len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        load_or_create_key(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+    }
+
+    #[test]
+    fn a_truncated_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        std::fs::write(&path, [1u8; 16]).unwrap();
+        let refused = load_or_create_key(&path).unwrap_err();
+        assert!(matches!(
+            refused,
+            StartupError::KeyFileInvalid { source: KeyError::TooShort { len: 16 }, .. }
+        ));
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "signing key file {}: the signing key is 16 bytes; HS256 needs at least 32 \
+                 (RFC 7518 section 3.2); delete it to generate a new key",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_key_given_as_a_value_never_prints_itself() {
+        let printed = format!("{:?}", KeySource::Value("very-secret-key".into()));
+        assert_eq!(printed, "Value(<redacted>)");
+    }
+}
