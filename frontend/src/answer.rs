@@ -38,6 +38,9 @@ pub enum ApiError {
         message: String,
         /// The server's machine-readable cause, when it sent one.
         reason: Option<Reason>,
+        /// The server's `Retry-After` in seconds, when it sent one (with `503`) and the browser
+        /// let the page read it (cross-origin, only if the API exposes the header).
+        retry_after_secs: Option<u32>,
     },
     /// The answer was not the JSON the API sends (e.g. an HTML error page from a proxy).
     Unreadable {
@@ -68,22 +71,76 @@ impl fmt::Display for ApiError {
     }
 }
 
+impl ApiError {
+    /// Whether trying again soon may well get a definite answer, so the UI retries on its own:
+    /// no answer at all (network failure, timeout), a `503` (`unavailable`, `overloaded` or
+    /// `outcome_unknown`: the API's "try again"), or a gateway's `502`/`504` page (API Gateway
+    /// gives up on a slow Lambda after 29 s, while the Lambda may still finish).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network { .. } | Self::TimedOut { .. } => true,
+            Self::Refused { status, reason, .. } => {
+                *status == 503
+                    || matches!(
+                        reason,
+                        Some(Reason::Unavailable | Reason::Overloaded | Reason::OutcomeUnknown)
+                    )
+            }
+            Self::Unreadable { status, .. } => matches!(status, 502..=504),
+        }
+    }
+
+    /// Whether the request may have taken effect although no usable answer says so: everything
+    /// but a `4xx` refusal (which the API sends before touching the token). After such an error
+    /// only a retry with the same `Idempotency-Key` can tell what happened.
+    pub fn outcome_unknown(&self) -> bool {
+        !matches!(self, Self::Refused { status: 400..=499, .. })
+    }
+
+    /// The server's `Retry-After`, in seconds, if it sent one.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            Self::Refused { retry_after_secs, .. } => *retry_after_secs,
+            _ => None,
+        }
+    }
+}
+
 /// Reads an HTTP answer: a `2xx` body as `T`; a `4xx`/`5xx` body as the API's error shape
-/// ([`ValidateResponse`]), giving [`ApiError::Refused`]; anything else as
+/// ([`ValidateResponse`]), giving [`ApiError::Refused`] (with `retry_after`, the raw
+/// `Retry-After` header, read by [`parse_retry_after`]); anything else as
 /// [`ApiError::Unreadable`].
 ///
 /// # Errors
 /// As above; every error carries the status.
-pub fn read_answer<T: DeserializeOwned>(status: u16, body: &str) -> Result<T, ApiError> {
+pub fn read_answer<T: DeserializeOwned>(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &str,
+) -> Result<T, ApiError> {
     if (200..300).contains(&status) {
         return serde_json::from_str(body).map_err(|e| unreadable(status, body, &e));
     }
     match serde_json::from_str::<ValidateResponse>(body) {
-        Ok(error) => {
-            Err(ApiError::Refused { status, message: error.message, reason: error.reason })
-        }
+        Ok(error) => Err(ApiError::Refused {
+            status,
+            message: error.message,
+            reason: error.reason,
+            retry_after_secs: retry_after.and_then(parse_retry_after),
+        }),
         Err(e) => Err(unreadable(status, body, &e)),
     }
+}
+
+/// Reads a `Retry-After` value in its delay form, whole seconds (RFC 9110 section 10.2.3), e.g.
+/// `"2"` gives `Some(2)`. The HTTP-date form and anything else give `None` (the caller's default
+/// wait applies); so do values too large for a `u32`.
+pub fn parse_retry_after(value: &str) -> Option<u32> {
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
 }
 
 fn unreadable(status: u16, body: &str, e: &serde_json::Error) -> ApiError {
@@ -106,31 +163,32 @@ fn unreadable(status: u16, body: &str, e: &serde_json::Error) -> ApiError {
 }
 
 /// The headline of a validation result, e.g. `Valid` or `Invalid: already used`.
+///
+/// Every reason has its own words (the match is exhaustive, so a new reason in `shared` must
+/// be given some). Only the token reasons come with `200`; the others arrive as error answers
+/// ([`ApiError::Refused`]) and are worded here for completeness.
 pub fn verdict(answer: &ValidateResponse) -> &'static str {
     if answer.is_valid {
         return "Valid";
     }
-    match answer.reason {
-        Some(Reason::AlreadyUsed) => "Invalid: already used",
-        Some(Reason::Expired) => "Invalid: expired",
-        Some(Reason::InvalidSignature) => "Invalid: bad signature",
-        Some(Reason::MalformedToken) => "Invalid: not a token",
-        _ => "Invalid",
-    }
-}
-
-/// The `snake_case` wire name of a reason (as in the JSON), for `data-reason` attributes.
-pub fn reason_code(reason: Option<Reason>) -> &'static str {
+    let Some(reason) = answer.reason else {
+        return "Invalid";
+    };
     match reason {
-        None => "",
-        Some(Reason::AlreadyUsed) => "already_used",
-        Some(Reason::Expired) => "expired",
-        Some(Reason::InvalidSignature) => "invalid_signature",
-        Some(Reason::MalformedToken) => "malformed_token",
-        Some(Reason::BadRequest) => "bad_request",
-        Some(Reason::PayloadTooLarge) => "payload_too_large",
-        Some(Reason::Unavailable) => "unavailable",
-        Some(Reason::Internal) => "internal",
+        Reason::AlreadyUsed => "Invalid: already used",
+        Reason::Expired => "Invalid: expired",
+        Reason::InvalidSignature => "Invalid: bad signature",
+        Reason::MalformedToken => "Invalid: not a token",
+        Reason::UnknownToken => "Invalid: unknown token",
+        Reason::Revoked => "Invalid: revoked",
+        Reason::BadRequest => "Not checked: bad request",
+        Reason::NotFound => "Not checked: no such endpoint",
+        Reason::MethodNotAllowed => "Not checked: method not allowed",
+        Reason::PayloadTooLarge => "Not checked: token too large",
+        Reason::Unavailable => "Not checked: service unavailable",
+        Reason::Overloaded => "Not checked: service busy",
+        Reason::OutcomeUnknown => "Outcome unknown",
+        Reason::Internal => "Not checked: server error",
     }
 }
 
@@ -143,10 +201,12 @@ mod tests {
     #[test]
     fn a_2xx_json_body_is_the_answer() {
         let issued: IssueResponse =
-            read_answer(200, r#"{"token":"a.b.c","expiration":"2026-11-29T17:00:00Z"}"#).unwrap();
+            read_answer(200, None, r#"{"token":"a.b.c","expiration":"2026-11-29T17:00:00Z"}"#)
+                .unwrap();
         assert_eq!(issued.token, "a.b.c");
         let checked: ValidateResponse = read_answer(
             200,
+            None,
             r#"{"isValid":false,"message":"Token has already been used","reason":"already_used"}"#,
         )
         .unwrap();
@@ -158,8 +218,7 @@ mod tests {
 
     #[test]
     fn an_error_status_shows_the_servers_message() {
-        let err = read_answer::<IssueResponse>(
-            400,
+        let err = read_answer::<IssueResponse>(400, None,
             r#"{"isValid":false,"message":"ttl must be a whole number of seconds from 1 to 604800","reason":"bad_request"}"#,
         )
         .unwrap_err();
@@ -169,6 +228,7 @@ mod tests {
                 status: 400,
                 message: "ttl must be a whole number of seconds from 1 to 604800".into(),
                 reason: Some(Reason::BadRequest),
+                retry_after_secs: None,
             }
         );
         assert_eq!(
@@ -179,19 +239,19 @@ mod tests {
 
     #[test]
     fn a_non_json_body_is_reported_with_its_start() {
-        let err =
-            read_answer::<IssueResponse>(502, "<html><body>Bad Gateway</body></html>").unwrap_err();
+        let err = read_answer::<IssueResponse>(502, None, "<html><body>Bad Gateway</body></html>")
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "Unexpected answer from the server (HTTP 502): the answer is not JSON: <html><body>Bad Gateway</body></html>"
         );
-        let err = read_answer::<IssueResponse>(200, "<!doctype html>").unwrap_err();
+        let err = read_answer::<IssueResponse>(200, None, "<!doctype html>").unwrap_err();
         assert!(matches!(err, ApiError::Unreadable { status: 200, .. }), "{err:?}");
     }
 
     #[test]
     fn an_empty_or_long_body_is_described_briefly() {
-        let err = read_answer::<IssueResponse>(500, "  ").unwrap_err();
+        let err = read_answer::<IssueResponse>(500, None, "  ").unwrap_err();
         assert_eq!(
             err,
             ApiError::Unreadable {
@@ -201,7 +261,7 @@ mod tests {
         );
         let long = "x".repeat(500);
         let ApiError::Unreadable { detail, .. } =
-            read_answer::<IssueResponse>(200, &long).unwrap_err()
+            read_answer::<IssueResponse>(200, None, &long).unwrap_err()
         else {
             panic!("expected Unreadable");
         };
@@ -210,7 +270,7 @@ mod tests {
 
     #[test]
     fn json_of_the_wrong_shape_is_not_an_answer() {
-        let err = read_answer::<IssueResponse>(200, r#"{"status":"ok"}"#).unwrap_err();
+        let err = read_answer::<IssueResponse>(200, None, r#"{"status":"ok"}"#).unwrap_err();
         assert_eq!(
             err,
             ApiError::Unreadable {
@@ -239,29 +299,102 @@ mod tests {
     #[test]
     fn verdicts_name_the_reason() {
         assert_eq!(verdict(&ValidateResponse::valid("ok")), "Valid");
-        assert_eq!(
-            verdict(&ValidateResponse::refused(Reason::AlreadyUsed, "m")),
-            "Invalid: already used"
-        );
-        assert_eq!(verdict(&ValidateResponse::refused(Reason::Expired, "m")), "Invalid: expired");
-        assert_eq!(verdict(&ValidateResponse::refused(Reason::Internal, "m")), "Invalid");
+        let replayed = ValidateResponse { replayed: true, ..ValidateResponse::valid("ok") };
+        assert_eq!(verdict(&replayed), "Valid");
+        for (reason, words) in [
+            (Reason::AlreadyUsed, "Invalid: already used"),
+            (Reason::Expired, "Invalid: expired"),
+            (Reason::InvalidSignature, "Invalid: bad signature"),
+            (Reason::MalformedToken, "Invalid: not a token"),
+            (Reason::UnknownToken, "Invalid: unknown token"),
+            (Reason::Revoked, "Invalid: revoked"),
+            (Reason::OutcomeUnknown, "Outcome unknown"),
+            (Reason::Internal, "Not checked: server error"),
+        ] {
+            assert_eq!(verdict(&ValidateResponse::refused(reason, "m")), words);
+        }
+        let no_reason =
+            ValidateResponse { reason: None, ..ValidateResponse::refused(Reason::Expired, "m") };
+        assert_eq!(verdict(&no_reason), "Invalid");
     }
 
     #[test]
-    fn reason_codes_match_the_wire_format() {
-        for reason in [
-            Reason::AlreadyUsed,
-            Reason::Expired,
-            Reason::InvalidSignature,
-            Reason::MalformedToken,
-            Reason::BadRequest,
-            Reason::PayloadTooLarge,
-            Reason::Unavailable,
-            Reason::Internal,
-        ] {
-            let wire = serde_json::to_value(reason).unwrap();
-            assert_eq!(wire.as_str(), Some(reason_code(Some(reason))));
+    fn every_reason_has_its_own_verdict() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            let words = verdict(&ValidateResponse::refused(reason, "m"));
+            assert_ne!(words, "Valid");
+            assert!(seen.insert(words), "{reason:?} shares {words:?}");
         }
-        assert_eq!(reason_code(None), "");
+    }
+
+    #[test]
+    fn an_error_answer_keeps_the_retry_after_seconds() {
+        let err = read_answer::<ValidateResponse>(
+            503,
+            Some("2"),
+            r#"{"isValid":false,"message":"try again","reason":"outcome_unknown"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ApiError::Refused {
+                status: 503,
+                message: "try again".into(),
+                reason: Some(Reason::OutcomeUnknown),
+                retry_after_secs: Some(2),
+            }
+        );
+        assert_eq!(err.retry_after_secs(), Some(2));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_its_seconds_form_only() {
+        assert_eq!(parse_retry_after("1"), Some(1));
+        assert_eq!(parse_retry_after(" 120 "), Some(120));
+        assert_eq!(parse_retry_after("0"), Some(0));
+        for other in ["", "-1", "1.5", "Fri, 31 Dec 1999 23:59:59 GMT", "99999999999", "+3"] {
+            assert_eq!(parse_retry_after(other), None, "{other:?}");
+        }
+    }
+
+    fn refused(status: u16, reason: Option<Reason>) -> ApiError {
+        ApiError::Refused { status, message: "m".into(), reason, retry_after_secs: None }
+    }
+
+    #[test]
+    fn no_answer_a_503_and_gateway_errors_are_worth_retrying() {
+        let transient = [
+            ApiError::Network { url: "u".into(), detail: "d".into() },
+            ApiError::TimedOut { url: "u".into(), secs: 15 },
+            refused(503, Some(Reason::OutcomeUnknown)),
+            refused(503, Some(Reason::Unavailable)),
+            refused(503, Some(Reason::Overloaded)),
+            refused(503, None),
+            ApiError::Unreadable { status: 502, detail: "d".into() },
+            ApiError::Unreadable { status: 504, detail: "d".into() },
+        ];
+        for e in &transient {
+            assert!(e.is_transient(), "{e:?}");
+            assert!(e.outcome_unknown(), "{e:?}");
+        }
+        for e in [
+            refused(400, Some(Reason::BadRequest)),
+            refused(413, Some(Reason::PayloadTooLarge)),
+            refused(500, Some(Reason::Internal)),
+            ApiError::Unreadable { status: 200, detail: "d".into() },
+            ApiError::Unreadable { status: 500, detail: "d".into() },
+        ] {
+            assert!(!e.is_transient(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_4xx_refusal_says_for_sure_that_nothing_happened() {
+        assert!(!refused(400, Some(Reason::BadRequest)).outcome_unknown());
+        assert!(!refused(413, Some(Reason::PayloadTooLarge)).outcome_unknown());
+        assert!(!refused(404, Some(Reason::NotFound)).outcome_unknown());
+        assert!(refused(500, Some(Reason::Internal)).outcome_unknown());
+        assert!(ApiError::Unreadable { status: 200, detail: "d".into() }.outcome_unknown());
     }
 }

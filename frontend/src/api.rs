@@ -2,14 +2,16 @@
 //! `POST /tokens` against the chosen [`ApiBase`].
 //!
 //! Each call is aborted after [`TIMEOUT_SECS`], so a silent server shows an error instead of a
-//! button that stays disabled. Status and body are read by [`crate::answer::read_answer`].
+//! button that stays disabled. Status, `Retry-After` and body are read by
+//! [`crate::answer::read_answer`]. Retrying is the caller's decision ([`crate::validation`]):
+//! every function here sends exactly one request.
 
 use crate::answer::{ApiError, read_answer};
 use crate::api_base::ApiBase;
 use gloo_net::http::{Request, RequestBuilder};
 use gloo_timers::callback::Timeout;
 use serde::de::DeserializeOwned;
-use shared::{IssueResponse, ValidateRequest, ValidateResponse};
+use shared::{IDEMPOTENCY_KEY_HEADER, IssueResponse, ValidateRequest, ValidateResponse};
 use web_sys::{AbortController, RequestCache};
 
 /// How long a request may take before it is aborted, in seconds.
@@ -21,7 +23,7 @@ pub const TIMEOUT_SECS: u32 = 15;
 /// which means "same origin" ([`crate::api_base::choose_api_base`]).
 pub async fn fetch_config() -> Option<String> {
     match fetch_text(Request::get("config.json"), "config.json", None).await {
-        Ok((200..=299, text)) => Some(text),
+        Ok(Fetched { status: 200..=299, text, .. }) => Some(text),
         _ => None,
     }
 }
@@ -40,17 +42,23 @@ pub async fn issue(base: &ApiBase, ttl_secs: Option<u64>) -> Result<IssueRespons
     send(builder, &url, None).await
 }
 
-/// `POST /tokens` with `{"token": ...}`: validates, and thereby consumes, a token.
+/// `POST /tokens` with `{"token": ...}` and the header `Idempotency-Key: {key}`: validates, and
+/// thereby consumes, a token. Sending the same `key` again repeats the same attempt: the server
+/// replays its answer (`replayed: true`) instead of reporting the token as used.
 ///
 /// A refused token is an `Ok` answer with `is_valid: false`; `Err` means the request itself
-/// failed.
+/// failed (and, for `503 outcome_unknown` or a lost answer, that its outcome is unknown).
 ///
 /// # Errors
-/// As [`issue`].
-pub async fn validate(base: &ApiBase, token: &str) -> Result<ValidateResponse, ApiError> {
+/// As [`issue`], plus `503` refusals carrying the server's `Retry-After`.
+pub async fn validate(
+    base: &ApiBase,
+    token: &str,
+    key: &str,
+) -> Result<ValidateResponse, ApiError> {
     let url = base.tokens_url();
     let body = ValidateRequest { token: token.to_owned() };
-    send(Request::post(&url), &url, Some(&body)).await
+    send(Request::post(&url).header(IDEMPOTENCY_KEY_HEADER, key), &url, Some(&body)).await
 }
 
 async fn send<T: DeserializeOwned>(
@@ -58,16 +66,26 @@ async fn send<T: DeserializeOwned>(
     url: &str,
     json: Option<&ValidateRequest>,
 ) -> Result<T, ApiError> {
-    let (status, text) = fetch_text(builder, url, json).await?;
-    read_answer(status, &text)
+    let Fetched { status, retry_after, text } = fetch_text(builder, url, json).await?;
+    read_answer(status, retry_after.as_deref(), &text)
 }
 
-/// Sends a request (uncached, aborted after [`TIMEOUT_SECS`]) and returns status and body text.
+/// An HTTP answer as read from the browser.
+struct Fetched {
+    status: u16,
+    /// The `Retry-After` header. Cross-origin, browsers hide it unless the API lists it in
+    /// `Access-Control-Expose-Headers`; the caller's default wait then applies.
+    retry_after: Option<String>,
+    text: String,
+}
+
+/// Sends a request (uncached, aborted after [`TIMEOUT_SECS`]) and returns status, `Retry-After`
+/// and body text.
 async fn fetch_text(
     builder: RequestBuilder,
     url: &str,
     json: Option<&ValidateRequest>,
-) -> Result<(u16, String), ApiError> {
+) -> Result<Fetched, ApiError> {
     let network = |detail: String| ApiError::Network { url: url.to_owned(), detail };
     let controller = AbortController::new().map_err(|e| network(format!("{e:?}")))?;
     let builder = builder.cache(RequestCache::NoStore).abort_signal(Some(&controller.signal()));
@@ -84,6 +102,7 @@ async fn fetch_text(
         if controller.signal().aborted() { timed_out() } else { network(e.to_string()) }
     })?;
     let status = response.status();
+    let retry_after = response.headers().get("retry-after");
     let text = response.text().await.map_err(|e| {
         if controller.signal().aborted() {
             timed_out()
@@ -91,5 +110,5 @@ async fn fetch_text(
             ApiError::Unreadable { status, detail: format!("the body could not be read ({e})") }
         }
     })?;
-    Ok((status, text))
+    Ok(Fetched { status, retry_after, text })
 }

@@ -1,7 +1,8 @@
 //! The few browser facts the components need: the clock, the page origin, local time
-//! formatting and the clipboard. Kept apart so components hold no `web-sys` plumbing.
+//! formatting, random attempt ids and the clipboard. Kept apart so components hold no `web-sys` plumbing.
 
-use js_sys::{Date, Object, Reflect};
+use crate::validation::uuid_v4;
+use js_sys::{Date, Math, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -25,6 +26,25 @@ pub fn local_time(epoch_secs: i64) -> String {
     let _ = Reflect::set(&options, &"dateStyle".into(), &"medium".into());
     let _ = Reflect::set(&options, &"timeStyle".into(), &"long".into());
     String::from(date.to_locale_string(&locale, &options))
+}
+
+/// A fresh `Idempotency-Key` for one validation: a UUID v4 from `crypto.getRandomValues`.
+///
+/// Not `crypto.randomUUID()`: that exists only in secure contexts, and the UI may be served over
+/// plain HTTP (S3 website hosting), where `getRandomValues` still works. Should even that fail,
+/// `Math.random` fills in: the key is no secret (a replay needs the token too), it only has to
+/// differ from this browser's other attempts.
+pub fn attempt_key() -> String {
+    let mut bytes = [0u8; 16];
+    let filled = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
+    if !filled {
+        for byte in &mut bytes {
+            *byte = (Math::random() * 256.0) as u8;
+        }
+    }
+    uuid_v4(bytes)
 }
 
 /// Writes `text` to the clipboard with `navigator.clipboard.writeText`.

@@ -8,14 +8,17 @@
 //! Layout:
 //! - pure view logic, compiled and tested on every target: [`timing`] (countdown, RFC 3339,
 //!   lifetime input), [`request`] (one button's request state machine), [`api_base`] (choosing
-//!   and joining the base URL), [`answer`] (reading status and body into an answer or an error);
+//!   and joining the base URL), [`answer`] (reading status and body into an answer or an error,
+//!   verdicts), [`validation`] (one validation's `Idempotency-Key` and automatic retries);
 //! - browser-only code, compiled for `wasm32` only because it needs `web-sys`, `gloo-net` and
-//!   Leptos: `api` (every HTTP call), `browser` (clock, local time, clipboard) and `components`.
+//!   Leptos: `api` (every HTTP call), `browser` (clock, local time, random keys, clipboard) and
+//!   `components`.
 
 pub mod answer;
 pub mod api_base;
 pub mod request;
 pub mod timing;
+pub mod validation;
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;
