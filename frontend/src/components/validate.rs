@@ -109,8 +109,8 @@ pub fn ValidatePanel(
                 {move || state.with(|s| s.progress(&RETRY)).map(|line| view! {
                     <p class="hint" role="status" data-testid="validate-progress">{line}</p>
                 })}
-                {move || mine().and_then(|phase| match phase {
-                    Phase::Done(Err(e)) => Some(view! {
+                {move || match mine() {
+                    Some(Phase::Done(Err(e))) => view! {
                         <p
                             class="error"
                             role="alert"
@@ -119,13 +119,11 @@ pub fn ValidatePanel(
                         >
                             {state.with(Validation::failure)}
                         </p>
-                    }),
-                    _ => None,
-                })}
-                {move || mine().and_then(|phase| match phase {
-                    Phase::Done(Ok(answer)) => Some(view! { <Verdict answer=answer /> }),
-                    _ => None,
-                })}
+                    }
+                    .into_any(),
+                    Some(Phase::Done(Ok(answer))) => view! { <Verdict answer=answer /> }.into_any(),
+                    _ => ().into_any(),
+                }}
             </div>
         </section>
     }
