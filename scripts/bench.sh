@@ -30,9 +30,9 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 step "building release binaries (token-service, loadgen)"
-# Two commands: built together, cargo would unify features across both and the server would not
-# be the binary `cargo build --release -p backend` ships.
-cargo build -j2 --release -p backend --bin token-service
+# Two commands: built together, cargo would unify features across both. The benchmark build has
+# the benchmark-only null store (feature bench-null-store); the shipped binary does not.
+cargo build -j2 --release -p backend --bin token-service --features bench-null-store
 cargo build -j2 --release -p loadgen
 
 # start_server NAME ARGS...: starts token-service on a free port and a fresh data dir on the real

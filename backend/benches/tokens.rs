@@ -23,9 +23,9 @@ use backend::clock::SystemClock;
 use backend::http::{AllowedOrigins, router};
 use backend::keys::SigningKey;
 use backend::lambda::strip_stage;
-use backend::store::TokenStore;
 use backend::store::embedded::EmbeddedStore;
 use backend::store::null::NullStore;
+use backend::store::{AttemptId, TokenStore};
 use backend::tokens::{Lifetimes, TokenService};
 use criterion::{Criterion, Throughput};
 use lambda_http::request::LambdaRequest;
@@ -68,15 +68,16 @@ fn token_logic(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     });
     let token = rt.block_on(null.issue(None)).unwrap().token;
     group.bench_function("validate/null", |b| {
-        b.to_async(rt)
-            .iter(|| async { black_box(null.validate(black_box(&token)).await.unwrap()) });
+        b.to_async(rt).iter(|| async {
+            black_box(null.validate(black_box(&token), &AttemptId::generate()).await.unwrap())
+        });
     });
     let (_dir, store) = embedded_on_tmpfs();
     let embedded = service(store);
     group.bench_function("issue+validate/embedded-shm", |b| {
         b.to_async(rt).iter(|| async {
             let issued = embedded.issue(None).await.unwrap();
-            black_box(embedded.validate(&issued.token).await.unwrap())
+            black_box(embedded.validate(&issued.token, &AttemptId::generate()).await.unwrap())
         });
     });
     group.finish();

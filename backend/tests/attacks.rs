@@ -591,6 +591,7 @@ fn the_corpus_has_over_40_uniquely_named_cases_all_expecting_a_refusal_without_a
     assert_eq!(names.len(), cases.len(), "duplicate case names");
     let reasons = [
         "already_used",
+        "unknown_token",
         "expired",
         "invalid_signature",
         "malformed_token",

@@ -237,7 +237,7 @@ async fn without_strip_stage_a_rest_event_misses_every_route() {
     let lambda = TestLambda::new();
     let answer = lambda.invoke_through(event("issue", None), lambda.router.clone()).await;
     assert_eq!(answer.status(), 404, "{answer:?}");
-    assert_eq!(answer.json()["reason"], "bad_request");
+    assert_eq!(answer.json()["reason"], "not_found");
 }
 
 #[tokio::test]
@@ -255,8 +255,12 @@ async fn a_token_cannot_be_validated_twice() {
     let again = lambda.invoke(event("validate", Some(&token))).await;
     assert_eq!(again.status(), 200, "{again:?}");
     again.assert_api_headers();
+    let mut body = again.json();
+    let used_at = body.as_object_mut().unwrap().remove("usedAt").unwrap();
+    let used_at = OffsetDateTime::parse(used_at.as_str().unwrap(), &Rfc3339).unwrap();
+    assert!((OffsetDateTime::now_utc() - used_at).whole_seconds().abs() < 60, "{used_at}");
     assert_eq!(
-        again.json(),
+        body,
         json!({
             "isValid": false,
             "message": "Token has already been used",
@@ -353,7 +357,7 @@ async fn an_unknown_route_is_a_404_in_the_api_error_shape() {
         json!({
             "isValid": false,
             "message": "no such endpoint; the API is GET /tokens, POST /tokens and GET /health",
-            "reason": "bad_request",
+            "reason": "not_found",
         })
     );
 }
@@ -370,7 +374,10 @@ async fn an_options_preflight_allows_the_ui_origin_to_post_json() {
     let methods = answer.header("access-control-allow-methods").unwrap();
     let methods: Vec<&str> = methods.split(',').map(str::trim).collect();
     assert_eq!(methods, ["GET", "POST"]);
-    assert_eq!(answer.header("access-control-allow-headers").as_deref(), Some("content-type"));
+    assert_eq!(
+        answer.header("access-control-allow-headers").as_deref(),
+        Some("content-type,idempotency-key")
+    );
     assert_eq!(answer.header("access-control-max-age").as_deref(), Some("600"));
     assert_eq!(
         answer.header("vary").as_deref(),
@@ -446,6 +453,7 @@ fn lambda_config_defaults_to_table_token_table_default_lifetimes_and_no_cors() {
             key: KeySource::Value(SECRET.into()),
             origins: AllowedOrigins::None,
             lifetimes: Lifetimes::default(),
+            replay_window: 600,
         }
     );
     let config = LambdaConfig::from_env(vars(&[
@@ -454,6 +462,7 @@ fn lambda_config_defaults_to_table_token_table_default_lifetimes_and_no_cors() {
         ("TOKEN_SERVICE_ALLOWED_ORIGINS", ORIGIN),
         ("TOKEN_SERVICE_DEFAULT_TTL", "60"),
         ("TOKEN_SERVICE_MAX_TTL", "120"),
+        ("TOKEN_SERVICE_REPLAY_WINDOW", "30"),
     ]))
     .unwrap();
     assert_eq!(
@@ -463,6 +472,7 @@ fn lambda_config_defaults_to_table_token_table_default_lifetimes_and_no_cors() {
             key: KeySource::Value(SECRET.into()),
             origins: AllowedOrigins::parse(ORIGIN).unwrap(),
             lifetimes: Lifetimes::new(60, 120).unwrap(),
+            replay_window: 30,
         }
     );
 }

@@ -192,6 +192,8 @@ fn client() -> Client {
 struct Exchange {
     /// Sent after the outage began (the signal had been delivered).
     after_outage_began: bool,
+    /// A `POST /tokens` (else a `GET /tokens`).
+    validation: bool,
     took: Duration,
     status: StatusCode,
     retry_after: Option<String>,
@@ -199,29 +201,31 @@ struct Exchange {
 }
 
 impl Exchange {
-    async fn send(request: reqwest::RequestBuilder, outage: &AtomicBool) -> Self {
+    async fn send(request: reqwest::RequestBuilder, outage: &AtomicBool, validation: bool) -> Self {
         let after_outage_began = outage.load(Ordering::SeqCst);
         let started = Instant::now();
         let response = request.send().await.unwrap();
         let (status, headers) = (response.status(), response.headers().clone());
         let body = response.text().await.unwrap();
         let retry_after = headers.get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
-        Self { after_outage_began, took: started.elapsed(), status, retry_after, body }
+        Self { after_outage_began, validation, took: started.elapsed(), status, retry_after, body }
     }
 
-    /// A `503` in the API's error shape, exactly, within the timeout.
+    /// A `503` in the API's error shape, exactly, within the timeout: `unavailable`, or for a
+    /// validation also `outcome_unknown` (a request DynamoDB may have received).
     fn assert_unavailable(&self) {
-        let expected = ValidateResponse::refused(
-            Reason::Unavailable,
-            "the token store is unavailable, try again shortly",
-        );
         assert_eq!(self.status, StatusCode::SERVICE_UNAVAILABLE, "{self:?}");
-        assert_eq!(serde_json::from_str::<ValidateResponse>(&self.body).unwrap(), expected);
-        assert_eq!(
-            self.body,
-            r#"{"isValid":false,"message":"the token store is unavailable, try again shortly","reason":"unavailable"}"#
-        );
+        let unavailable = r#"{"isValid":false,"message":"the token store is unavailable, try again shortly","reason":"unavailable"}"#;
+        let unknown = r#"{"isValid":false,"message":"the token store did not confirm whether this request used the token; retry with the same Idempotency-Key header to learn the outcome","reason":"outcome_unknown"}"#;
+        let allowed: &[&str] =
+            if self.validation { &[unavailable, unknown] } else { &[unavailable] };
+        assert!(allowed.contains(&self.body.as_str()), "{self:?}");
         assert_eq!(self.retry_after.as_deref(), Some("1"));
+    }
+
+    /// The `reason` of a refusal.
+    fn reason(&self) -> Option<Reason> {
+        serde_json::from_str::<ValidateResponse>(&self.body).ok().and_then(|a| a.reason)
     }
 }
 
@@ -232,11 +236,13 @@ struct Seen {
     unused: Vec<String>,
     /// Validated (`isValid: true`).
     used: Vec<String>,
-    /// Validation answered 503 although it was sent after the outage began: with DynamoDB dead
-    /// it never reached it, so the token must still be usable.
-    refused_in_outage: Vec<String>,
-    /// Validation answered 503 and was sent before the outage began: it may have been consumed.
-    unknown: Vec<String>,
+    /// Validation answered 503 `unavailable` although it was sent after the outage began: with
+    /// DynamoDB dead it never reached it, so the token must still be usable. With the
+    /// `Idempotency-Key` it was sent with.
+    refused_in_outage: Vec<(String, String)>,
+    /// Validation answered 503 `outcome_unknown`, or was sent before the outage began: it may
+    /// have been consumed, by this key only. With the `Idempotency-Key` it was sent with.
+    unknown: Vec<(String, String)>,
     /// Every exchange, for the timing and shape checks.
     exchanges: Vec<Exchange>,
 }
@@ -265,10 +271,12 @@ async fn worker(id: usize, base: Arc<String>, flags: Arc<Flags>) -> Seen {
         }
         let validate_now = held.len() > 2 || flags.outage.load(Ordering::SeqCst);
         if validate_now && let Some(token) = held.pop_front() {
+            let key = format!("worker-{id}-{i}");
             let request = client
                 .post(format!("{base}/tokens"))
+                .header("idempotency-key", &key)
                 .json(&ValidateRequest { token: token.clone() });
-            let validated = Exchange::send(request, &flags.outage).await;
+            let validated = Exchange::send(request, &flags.outage, true).await;
             match validated.status {
                 StatusCode::OK => {
                     let answer: ValidateResponse = serde_json::from_str(&validated.body).unwrap();
@@ -276,12 +284,16 @@ async fn worker(id: usize, base: Arc<String>, flags: Arc<Flags>) -> Seen {
                     flags.ok.fetch_add(1, Ordering::SeqCst);
                     seen.used.push(token);
                 }
-                _ if validated.after_outage_began => seen.refused_in_outage.push(token),
-                _ => seen.unknown.push(token),
+                _ if validated.reason() == Some(Reason::OutcomeUnknown) => {
+                    seen.unknown.push((token, key));
+                }
+                _ if validated.after_outage_began => seen.refused_in_outage.push((token, key)),
+                _ => seen.unknown.push((token, key)),
             }
             seen.exchanges.push(validated);
         }
-        let issued = Exchange::send(client.get(format!("{base}/tokens")), &flags.outage).await;
+        let issued =
+            Exchange::send(client.get(format!("{base}/tokens")), &flags.outage, false).await;
         if issued.status == StatusCode::OK {
             flags.ok.fetch_add(1, Ordering::SeqCst);
             let token = serde_json::from_str::<IssueResponse>(&issued.body).unwrap().token;
@@ -369,12 +381,19 @@ async fn wait_until_served(server: &Server) -> Vec<String> {
     tokens
 }
 
-/// Validates `token` twice in a row; both answers must be 200s.
-async fn twice(client: &Client, base: &str, token: String) -> (ValidateResponse, ValidateResponse) {
+/// Validates `token` with `key`, then with another key; both answers must be 200s. Returns
+/// each answer's `(isValid, reason)`.
+async fn twice(
+    client: &Client,
+    base: &str,
+    token: String,
+    key: String,
+) -> [(bool, Option<Reason>); 2] {
     let mut answers = Vec::new();
-    for _ in 0..2 {
+    for key in [key, "another-client".to_owned()] {
         let response = client
             .post(format!("{base}/tokens"))
+            .header("idempotency-key", key)
             .json(&ValidateRequest { token: token.clone() })
             .send()
             .await
@@ -382,29 +401,29 @@ async fn twice(client: &Client, base: &str, token: String) -> (ValidateResponse,
         let status = response.status();
         let body = response.text().await.unwrap();
         assert_eq!(status, StatusCode::OK, "{body}");
-        answers.push(serde_json::from_str::<ValidateResponse>(&body).unwrap());
+        let answer = serde_json::from_str::<ValidateResponse>(&body).unwrap();
+        answers.push((answer.is_valid, answer.reason));
     }
-    (answers[0].clone(), answers[1].clone())
+    [answers[0], answers[1]]
 }
 
 /// After recovery: every token handed out is usable exactly once, every used one stays used,
-/// every refused-in-the-outage one was not burnt, and none validates twice.
+/// every refused-in-the-outage one was not burnt, every one whose outcome was unknown is valid
+/// for the key it was sent with (its own success, replayed, or a first use now), and none
+/// validates for two keys.
 async fn assert_tokens_after_recovery(server: &Server, seen: &Seen) {
     let client = client();
-    let check = |token: &String| twice(&client, &server.base, token.clone());
-    let used = ValidateResponse::refused(Reason::AlreadyUsed, "Token has already been used");
-    let valid = ValidateResponse::valid("Token is valid and has now been used");
+    let check = |token: &String, key: &str| twice(&client, &server.base, token.clone(), key.into());
+    let (valid, used) = ((true, None), (false, Some(Reason::AlreadyUsed)));
     // One at a time: the point is what each token's record says, not load.
-    for token in seen.unused.iter().chain(&seen.refused_in_outage) {
-        assert_eq!(check(token).await, (valid.clone(), used.clone()), "unused");
+    for token in &seen.unused {
+        assert_eq!(check(token, "fresh").await, [valid, used], "unused");
+    }
+    for (token, key) in seen.refused_in_outage.iter().chain(&seen.unknown) {
+        assert_eq!(check(token, key).await, [valid, used], "refused or unknown, same key");
     }
     for token in &seen.used {
-        assert_eq!(check(token).await, (used.clone(), used.clone()), "used");
-    }
-    for token in &seen.unknown {
-        let (first, second) = check(token).await;
-        assert!(first == valid || first == used, "{first:?}");
-        assert_eq!(second, used, "unknown, second validation");
+        assert_eq!(check(token, "fresh").await, [used, used], "used");
     }
 }
 

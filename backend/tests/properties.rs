@@ -52,14 +52,15 @@ impl Fixture {
     }
 
     fn validate(&self, token: &str) -> Result<backend::tokens::Claims, ValidateError> {
-        self.runtime.block_on(self.service.validate(token))
+        let attempt = backend::store::AttemptId::generate();
+        self.runtime.block_on(self.service.validate(token, &attempt)).map(|valid| valid.claims)
     }
 
     /// Asserts that `token` (issued at `NOW`) is valid now exactly once.
     fn assert_valid_once(&self, token: &str) {
         self.clock.set(NOW);
         assert!(self.validate(token).is_ok(), "the genuine token was consumed or damaged");
-        assert!(matches!(self.validate(token), Err(ValidateError::AlreadyUsed)));
+        assert!(matches!(self.validate(token), Err(ValidateError::AlreadyUsed { .. })));
     }
 }
 
@@ -194,7 +195,7 @@ fn an_issued_token_is_accepted_exactly_once_in_its_lifetime_and_never_outside_it
             } else if offset >= ttl {
                 prop_assert!(matches!(result, Err(ValidateError::Expired)), "at {offset}: {result:?}");
             } else if used {
-                prop_assert!(matches!(result, Err(ValidateError::AlreadyUsed)), "at {offset}: {result:?}");
+                prop_assert!(matches!(result, Err(ValidateError::AlreadyUsed { .. })), "at {offset}: {result:?}");
             } else {
                 prop_assert_eq!(result.unwrap(), issued.claims);
                 used = true;

@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         let expected = match answer.reason {
             Some(
                 Reason::AlreadyUsed
+                | Reason::UnknownToken
                 | Reason::Expired
                 | Reason::InvalidSignature
                 | Reason::MalformedToken,

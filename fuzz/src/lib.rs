@@ -12,7 +12,7 @@ use backend::clock::ManualClock;
 use backend::http::{AllowedOrigins, router};
 use backend::keys::SigningKey;
 use backend::store::embedded::EmbeddedStore;
-use backend::store::{TokenRecord, TokenStore};
+use backend::store::{AttemptId, TokenRecord, TokenStore};
 use backend::tokens::{Lifetimes, TokenService};
 use std::sync::{Arc, OnceLock};
 use tokio::runtime::Runtime;
@@ -59,9 +59,12 @@ fn build() -> Harness {
     let uuid = Uuid::parse_str(USED_UUID).unwrap();
     runtime.block_on(async {
         store.insert(TokenRecord { uuid, expiry: NOW + 3600 }).await.unwrap();
-        let claims = service.validate(USED_TOKEN).await.expect("the seed token is genuine");
-        assert_eq!(claims.uuid, uuid);
-        assert!(service.validate(USED_TOKEN).await.is_err(), "a used token stays used");
+        let attempt = AttemptId::generate();
+        let valid =
+            service.validate(USED_TOKEN, &attempt).await.expect("the seed token is genuine");
+        assert_eq!(valid.claims.uuid, uuid);
+        let again = service.validate(USED_TOKEN, &AttemptId::generate()).await;
+        assert!(again.is_err(), "a used token stays used");
     });
     let app = router(service.clone(), &AllowedOrigins::None);
     Harness { runtime, service, app, _dir: dir }

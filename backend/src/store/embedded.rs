@@ -13,9 +13,9 @@
 //! Faults: after a failed write or commit (`ENOSPC`, `EIO`) redb refuses every later
 //! transaction until the database is reopened. The writer then answers that batch with
 //! [`StoreError::Unavailable`] (or [`StoreError::OutcomeUnknown`] for a consume whose commit
-//! failed: its fsync may have reached the disk), closes the database and reopens it, every
-//! [`REOPEN_INTERVAL`] while requests or probes find it closed. [`TokenStore::ready`] is true
-//! only while the last commit, or a probe write, succeeded. The queue holds at most
+//! failed: its fsync may have reached the disk), closes the database and reopens it on the next
+//! request, or with a probe write every [`REOPEN_INTERVAL`] while nothing else writes.
+//! [`TokenStore::ready`] is true only while the last commit, or the last probe write, succeeded. The queue holds at most
 //! [`Options::queue_capacity`] operations and each waits at most [`Options::deadline`]: beyond
 //! either, [`StoreError::Overloaded`], so overload never means unbounded memory or a hang.
 //!
@@ -101,7 +101,6 @@ enum Request {
     Insert(TokenRecord),
     Consume(Uuid, AttemptId, i64),
     Sweep(i64),
-    Probe,
 }
 
 /// What an operation came to, answered only after the batch's commit.
@@ -110,7 +109,6 @@ enum Outcome {
     Inserted,
     Consumed(Consumed),
     Swept(usize),
-    Probed,
 }
 
 impl EmbeddedStore {
@@ -216,12 +214,9 @@ impl TokenStore for EmbeddedStore {
             return Err(internal("the embedded store's writer has stopped"));
         }
         if self.ready.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        // Not ready: a probe write says whether it is now (and reopens the database).
-        match self.call(Request::Probe, self.deadline).await? {
-            Outcome::Probed => Ok(()),
-            other => Err(mismatch(&other)),
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("the last write failed; probing until one succeeds".into()))
         }
     }
 }
@@ -363,8 +358,8 @@ impl Writer {
     }
 
     /// A real write, to learn whether commits work again.
-    fn probe(&mut self) -> Result<Outcome, StoreError> {
-        let db = self.database().map_err(|cause| StoreError::Unavailable(cause.into()))?;
+    fn probe(&mut self) -> Result<(), String> {
+        let db = self.database()?;
         let probed = (|| {
             let tx = db.begin_write()?;
             tx.open_table(PROBE)?.insert(0, 0)?;
@@ -373,12 +368,13 @@ impl Writer {
         })();
         match probed {
             Ok(()) => {
+                tracing::info!("embedded store writes again");
                 self.ready.store(true, Ordering::SeqCst);
-                Ok(Outcome::Probed)
+                Ok(())
             }
             Err(e) => {
                 self.close();
-                Err(StoreError::Unavailable(e.to_string().into()))
+                Err(e.to_string())
             }
         }
     }
@@ -459,7 +455,6 @@ impl Tables<'_> {
                 }
                 Outcome::Swept(expired.len())
             }
-            Request::Probe => Outcome::Probed,
         }))
     }
 }

@@ -31,6 +31,7 @@ pub fn config(data_dir: PathBuf) -> Config {
         default_ttl: 8 * 3600,
         max_ttl: 7 * 24 * 3600,
         sweep_interval: 60,
+        replay_window: 600,
     }
 }
 
@@ -72,6 +73,24 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// `POST /tokens` with `{"token": token}` and an `Idempotency-Key` header.
+    pub async fn post_with_key(&self, token: &str, key: &str) -> Response {
+        self.client
+            .post(format!("{}/tokens", self.base))
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /tokens` with `{"token": token}` and `Idempotency-Key: key`, expecting 200.
+    pub async fn validate_with_key(&self, token: &str, key: &str) -> ValidateResponse {
+        let response = self.post_with_key(token, key).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
     /// `POST /tokens` with `{"token": token}`, expecting 200.
     pub async fn validate(&self, token: &str) -> ValidateResponse {
         let response = self
@@ -90,10 +109,11 @@ impl Drop for TestApp {
     }
 }
 
-/// Asserts an error answer: its status, JSON shape and reason.
+/// Asserts an error answer: its status, JSON shape, reason and `Cache-Control: no-store`.
 pub async fn assert_error(response: Response, status: StatusCode, reason: &str) -> String {
     assert_eq!(response.status(), status);
     assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["isValid"], false, "{body}");
     assert_eq!(body["reason"], reason, "{body}");

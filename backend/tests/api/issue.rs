@@ -67,9 +67,11 @@ async fn health_answers_ok() {
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
     let app = TestApp::spawn().await;
-    assert_error(app.get("/nope").await, StatusCode::NOT_FOUND, "bad_request").await;
+    assert_error(app.get("/nope").await, StatusCode::NOT_FOUND, "not_found").await;
+    let post = app.client.post(format!("{}/no-such-endpoint", app.base)).send().await.unwrap();
+    assert_error(post, StatusCode::NOT_FOUND, "not_found").await;
     let delete = app.client.delete(format!("{}/tokens", app.base)).send().await.unwrap();
-    assert_error(delete, StatusCode::METHOD_NOT_ALLOWED, "bad_request").await;
+    assert_error(delete, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
 #[tokio::test]
@@ -84,11 +86,13 @@ async fn configured_origins_get_cors_headers_and_others_do_not() {
             .request(reqwest::Method::OPTIONS, format!("{}/tokens", app.base))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type")
+            .header("access-control-request-headers", "content-type,idempotency-key")
             .send()
     };
     let allowed = preflight("https://ui.example").await.unwrap();
     assert_eq!(allowed.headers()["access-control-allow-origin"], "https://ui.example");
+    let headers = allowed.headers()["access-control-allow-headers"].to_str().unwrap();
+    assert!(headers.contains("idempotency-key"), "{headers}");
     let refused = preflight("https://evil.example").await.unwrap();
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
@@ -110,5 +114,5 @@ async fn with_the_ui_served_other_methods_outside_the_api_still_get_json() {
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.text().await.unwrap(), "<html>ui</html>");
     let post = app.client.post(format!("{}/tokens/", app.base)).body("{}").send().await.unwrap();
-    assert_error(post, StatusCode::NOT_FOUND, "bad_request").await;
+    assert_error(post, StatusCode::NOT_FOUND, "not_found").await;
 }

@@ -31,6 +31,7 @@ fn dynamodb_command(data_dir: &Path, table: &str) -> Command {
         .args(["--store", "dynamodb", "--create-table", "--table", table])
         .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
         .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local");
     command
@@ -115,6 +116,24 @@ async fn tokens_survive_a_graceful_restart() {
 }
 
 #[test]
+fn the_release_binary_refuses_to_run_without_single_use() {
+    let data = tempfile::tempdir().unwrap();
+    for (flag, env) in [(Some("null"), None), (None, Some("null"))] {
+        let mut command = command(data.path());
+        if let Some(store) = flag {
+            command.args(["--store", store]);
+        }
+        if let Some(store) = env {
+            command.env("TOKEN_SERVICE_STORE", store);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains("invalid value 'null'"), "{stderr}");
+    }
+}
+
+#[test]
 fn a_secret_shorter_than_32_bytes_is_refused_at_startup() {
     let data = tempfile::tempdir().unwrap();
     let output = command(data.path()).env("TOKEN_SERVICE_SECRET", "too-short").output().unwrap();
@@ -193,4 +212,126 @@ fn dynamodb_without_its_table_is_a_startup_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("table no-such-table does not exist; pass --create-table"), "{stderr}");
+}
+
+/// A 4 MiB tmpfs mounted for one test (needs root), unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` when this process may not mount (not root, or no mount permission).
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self { dir })
+    }
+
+    /// Writes a file until the disk is full; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while file.write_all(&chunk).and_then(|()| file.sync_all()).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
+}
+
+/// Posts `token` with `key`, retrying (same key) while the answer is a 503; returns the 200
+/// answer. Every attempt must be a 200 or a 503 with `Retry-After`, never a 500.
+async fn validate_until_definite(base: &str, token: &str, key: &str) -> shared::ValidateResponse {
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let response = client
+            .post(format!("{base}/tokens"))
+            .header("idempotency-key", key)
+            .json(&shared::ValidateRequest { token: token.into() })
+            .send()
+            .await
+            .unwrap();
+        match response.status() {
+            StatusCode::OK => return response.json().await.unwrap(),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(response.headers().contains_key("retry-after"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => panic!("validate answered {other}: {}", response.text().await.unwrap()),
+        }
+    }
+    panic!("no definite answer after 100 tries");
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_and_the_server_recovers_when_space_is_freed() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let disk = SmallDisk::mount().expect("running as root, but mounting a 4 MiB tmpfs failed");
+    let server = Process::spawn(command(disk.dir.path()));
+    let client = reqwest::Client::new();
+    let mut acknowledged: Vec<String> = Vec::new();
+    for _ in 0..10 {
+        acknowledged.push(server.issue().await);
+    }
+
+    let filler = disk.fill();
+    let (mut refused, mut ready_while_full) = (0, None);
+    for _ in 0..300 {
+        let response = client.get(format!("{}/tokens", server.base)).send().await.unwrap();
+        match response.status() {
+            StatusCode::OK => {
+                acknowledged.push(response.json::<shared::IssueResponse>().await.unwrap().token);
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(response.headers().contains_key("retry-after"));
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["reason"], "unavailable", "{body}");
+                refused += 1;
+                let ready = client.get(format!("{}/health/ready", server.base)).send().await;
+                ready_while_full = Some(ready.unwrap().status());
+                break;
+            }
+            other => panic!("GET /tokens on a full disk answered {other}"),
+        }
+    }
+    assert_eq!(refused, 1, "no issue was refused on a full disk");
+    assert_eq!(ready_while_full, Some(StatusCode::SERVICE_UNAVAILABLE));
+    let live = client.get(format!("{}/health", server.base)).send().await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK, "liveness stays 200");
+
+    std::fs::remove_file(filler).unwrap();
+    let freed = std::time::Instant::now();
+    loop {
+        let ready = client.get(format!("{}/health/ready", server.base)).send().await.unwrap();
+        if ready.status() == StatusCode::OK {
+            break;
+        }
+        assert!(freed.elapsed() < std::time::Duration::from_secs(10), "not ready 10 s after");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    acknowledged.push(server.issue().await);
+    for (i, token) in acknowledged.iter().enumerate() {
+        let key = format!("disk-full-{i}");
+        let first = validate_until_definite(&server.base, token, &key).await;
+        assert!(first.is_valid, "acknowledged token {i} refused: {first:?}");
+        let again = validate_until_definite(&server.base, token, "someone-else").await;
+        assert_eq!(again.reason, Some(shared::Reason::AlreadyUsed), "token {i}");
+    }
 }

@@ -17,6 +17,72 @@ async fn a_token_is_valid_once_then_already_used() {
 }
 
 #[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_gets_the_success_again_and_others_do_not() {
+    let app = TestApp::spawn().await;
+    let token = app.issue().await.token;
+    let key = "8e03978e-40d5-43e8-bc93-6894a57f9324";
+    let first = app.validate_with_key(&token, key).await;
+    assert_eq!((first.is_valid, first.replayed, first.used_at), (true, false, None));
+    let again = app.validate_with_key(&token, &format!("\"{key}\"")).await;
+    assert!(again.is_valid && again.replayed, "{again:?}");
+    let used_at = again.used_at.clone().unwrap();
+    let parsed =
+        time::OffsetDateTime::parse(&used_at, &time::format_description::well_known::Rfc3339);
+    let age = time::OffsetDateTime::now_utc() - parsed.unwrap();
+    assert!(age.whole_seconds().abs() < 60, "{used_at}");
+    let other = app.validate_with_key(&token, "another-client").await;
+    assert_eq!((other.is_valid, other.reason), (false, Some(Reason::AlreadyUsed)));
+    assert_eq!(other.used_at.as_deref(), Some(used_at.as_str()));
+    let none = app.validate(&token).await;
+    assert_eq!((none.reason, none.used_at), (Some(Reason::AlreadyUsed), Some(used_at)));
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_a_400_and_leaves_the_token_unused() {
+    let app = TestApp::spawn().await;
+    let token = app.issue().await.token;
+    let too_long = "k".repeat(shared::MAX_IDEMPOTENCY_KEY_BYTES + 1);
+    for key in ["", "has space", "a,b", too_long.as_str()] {
+        let response = app.post_with_key(&token, key).await;
+        let message = assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(message.contains("Idempotency-Key"), "{key:?}: {message}");
+    }
+    assert!(app.validate(&token).await.is_valid);
+}
+
+#[tokio::test]
+async fn half_of_64_racers_share_a_key_and_exactly_one_key_wins() {
+    let app = TestApp::spawn().await;
+    for round in 0..5 {
+        let token = app.issue().await.token;
+        let keys: Vec<String> = (0..64)
+            .map(|i| if i % 2 == 0 { "shared".into() } else { format!("own-{i}") })
+            .collect();
+        let answers = join_all(keys.iter().map(|key| app.validate_with_key(&token, key))).await;
+        let winners: std::collections::HashSet<&String> =
+            keys.iter().zip(&answers).filter(|(_, a)| a.is_valid).map(|(k, _)| k).collect();
+        assert_eq!(winners.len(), 1, "round {round}");
+        let winner = *winners.iter().next().unwrap();
+        for (key, answer) in keys.iter().zip(&answers) {
+            let expected = if key == winner { None } else { Some(Reason::AlreadyUsed) };
+            assert_eq!(answer.reason, expected, "round {round} key {key}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn readiness_is_answered_beside_liveness() {
+    let app = TestApp::spawn().await;
+    for (path, status) in [("/health", "ok"), ("/health/ready", "ready")] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body, serde_json::json!({ "status": status }));
+    }
+}
+
+#[tokio::test]
 async fn of_64_concurrent_validations_exactly_one_succeeds() {
     let app = TestApp::spawn().await;
     for _ in 0..5 {
@@ -32,9 +98,12 @@ async fn of_64_concurrent_validations_exactly_one_succeeds() {
 async fn a_forged_token_is_refused_and_the_real_one_still_works() {
     let app = TestApp::spawn().await;
     let token = app.issue().await.token;
-    let mut forged = token.clone();
-    let last = forged.pop().unwrap();
-    forged.push(if last == 'A' { 'B' } else { 'A' });
+    // Change a character inside the signature: the last one also carries padding bits, so
+    // changing it can make the base64url non-canonical (malformed) instead of forged.
+    let mut forged: Vec<char> = token.chars().collect();
+    let inside = forged.len() - 10;
+    forged[inside] = if forged[inside] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
     let answer = app.validate(&forged).await;
     assert_eq!((answer.is_valid, answer.reason), (false, Some(Reason::InvalidSignature)));
     assert!(app.validate(&token).await.is_valid);
