@@ -9,6 +9,7 @@ import {
 } from './harness.js';
 
 const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const sel = (testid, extra = '') => `[data-testid="${testid}"]${extra}`;
 
 /** Issues a token through the UI (optionally with a lifetime) and returns it. */
@@ -203,6 +204,195 @@ describe('the token page on its own origin', () => {
       prepare: (context) => context.addInitScript(() => {
         Object.defineProperty(Navigator.prototype, 'clipboard', { get: () => undefined });
       }),
+    }));
+});
+
+/** Collects the page's `POST /tokens` requests, with when each was sent (epoch ms). */
+function recordValidations(page) {
+  const sent = [];
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === '/tokens') sent.push({ request: r, at: Date.now() });
+  });
+  return {
+    count: () => sent.length,
+    keys: () => Promise.all(sent.map(({ request }) => request.headerValue('idempotency-key'))),
+    times: () => sent.map(({ at }) => at),
+  };
+}
+
+/**
+ * Routes the page's `POST /tokens` through `handle(route, n)`, n counting from 1; other requests
+ * (and a handler returning without settling the route) go on to the server unchanged.
+ */
+async function routeValidations(page, handle) {
+  let n = 0;
+  await page.route((url) => url.pathname === '/tokens', async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    n += 1;
+    if (!(await handle(route, n))) await route.continue();
+  });
+}
+
+/** Forwards the request to the real server, then fails it in the browser: a lost answer. */
+async function loseTheAnswer(route) {
+  const response = await route.fetch();
+  const body = await response.json();
+  await route.abort('failed');
+  return body;
+}
+
+describe('a validation is done exactly once, even when its answer is lost', () => {
+  test('each Validate click sends its own Idempotency-Key, and a used token says when', () =>
+    withPage(async (page) => {
+      const posts = recordValidations(page);
+      await issueInUi(page);
+      assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid');
+      assert.equal(await page.getAttribute(sel('validate-result'), 'data-replayed'), 'false');
+      assert.equal(await page.$(sel('used-at')), null, 'a first use needs no "used at"');
+
+      assert.equal((await validateInUi(page, { valid: false, reason: 'already_used' })).verdict, 'Invalid: already used');
+      const usedAt = await page.$(sel('used-at'));
+      const iso = await usedAt.getAttribute('datetime');
+      assert.match(iso, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+      const ago = (Date.now() - Date.parse(iso)) / 1000;
+      assert.ok(ago >= -1 && ago < 30, `used ${ago} s ago`);
+      const expected = await page.evaluate(
+        (at) => new Date(Math.floor(Date.parse(at) / 1000) * 1000)
+          .toLocaleString('en-US', { dateStyle: 'medium', timeStyle: 'long' }),
+        iso,
+      );
+      assert.equal(await usedAt.textContent(), expected, 'in local time, like the expiration');
+
+      const keys = await posts.keys();
+      assert.equal(keys.length, 2);
+      for (const key of keys) assert.match(key, UUID_V4);
+      assert.notEqual(keys[0], keys[1], 'a new click is a new attempt');
+    }));
+
+  test('a lost answer is retried with the same key and shows valid, not already used', () =>
+    withPage(async (page, server) => {
+      const token = await issueInUi(page);
+      const posts = recordValidations(page);
+      const lost = [];
+      await routeValidations(page, async (route, n) => {
+        if (n > 1) return false;
+        lost.push(await loseTheAnswer(route));
+        return true;
+      });
+
+      await page.click('#validate-button');
+      await page.waitForSelector(sel('validate-progress', ':has-text("Connection problem, retrying…")'));
+      const shown = await readResult(page, { valid: true });
+      assert.equal(shown.verdict, 'Valid');
+      assert.match(shown.message, /^Token is valid/, "the server's replay message");
+
+      assert.equal(lost.length, 1);
+      assert.equal(lost[0].isValid, true, 'the server used the token on the first try');
+      const keys = await posts.keys();
+      assert.equal(keys.length, 2, 'one retry');
+      assert.match(keys[0], UUID_V4);
+      assert.equal(keys[1], keys[0], 'the retry repeats the same attempt');
+      assert.equal(await page.getAttribute(sel('validate-result'), 'data-replayed'), 'true');
+      assert.match(await page.textContent(sel('validate-note')), /^Confirmed after a retry/);
+      assert.equal(await page.$(sel('validate-progress')), null);
+      assert.equal(await page.textContent('#validate-button'), 'Validate');
+
+      // Used exactly once: any other attempt is refused.
+      const again = await validateDirectly(server.url, token);
+      assert.equal(again.body.reason, 'already_used');
+    }));
+
+  test('a 503 outcome_unknown is retried after Retry-After with the same key', () =>
+    withPage(async (page) => {
+      await issueInUi(page);
+      const posts = recordValidations(page);
+      await routeValidations(page, async (route, n) => {
+        if (n > 1) return false;
+        await route.fulfill({
+          status: 503,
+          headers: { 'retry-after': '1', 'content-type': 'application/json' },
+          body: JSON.stringify({
+            isValid: false,
+            reason: 'outcome_unknown',
+            message: 'Could not confirm whether the token was used; retry with the same Idempotency-Key',
+          }),
+        });
+        return true;
+      });
+
+      await page.click('#validate-button');
+      await page.waitForSelector(sel('validate-progress', ':has-text("Connection problem, retrying… (try 2 of 4)")'));
+      assert.equal(await page.isEnabled('#validate-button'), false, 'no second click while retrying');
+      assert.equal((await readResult(page, { valid: true })).verdict, 'Valid');
+
+      const keys = await posts.keys();
+      assert.equal(keys.length, 2);
+      assert.equal(keys[1], keys[0]);
+      const [first, second] = posts.times();
+      assert.ok(second - first >= 900, `waited ${second - first} ms for Retry-After: 1`);
+    }));
+
+  test('when every try fails the outcome is unknown, and Retry confirms the validation', () =>
+    withPage(async (page, server) => {
+      const token = await issueInUi(page);
+      const posts = recordValidations(page);
+      let online = false;
+      const lost = [];
+      await routeValidations(page, async (route, n) => {
+        if (online) return false;
+        if (n === 1) lost.push(await loseTheAnswer(route));
+        else await route.abort('failed');
+        return true;
+      });
+
+      await page.click('#validate-button');
+      const error = await page.waitForSelector(sel('validate-error', '[data-outcome="unknown"]'), { timeout: 15_000 });
+      assert.match(
+        await error.textContent(),
+        /^The outcome is unknown: the token may or may not have been used\. No definite answer after 4 tries\. Last error: Network error: .* Pressing Retry is safe: /,
+      );
+      assert.equal(posts.count(), 4, 'the first try and 3 retries');
+      assert.equal(await page.textContent('#validate-button'), 'Retry');
+      assert.equal(await page.isEnabled('#validate-button'), true);
+      assert.equal(await page.$(sel('validate-result')), null);
+      await screenshot(page, 'outcome-unknown');
+
+      online = true;
+      await page.click('#validate-button');
+      assert.equal((await readResult(page, { valid: true })).verdict, 'Valid');
+      assert.equal(await page.getAttribute(sel('validate-result'), 'data-replayed'), 'true');
+      const keys = await posts.keys();
+      assert.equal(keys.length, 5);
+      assert.deepEqual(new Set(keys).size, 1, `one key for the click and its Retry: ${keys.join(', ')}`);
+      assert.equal(lost[0].isValid, true);
+      assert.equal((await validateDirectly(server.url, token)).body.reason, 'already_used');
+    }));
+
+  test('after an unknown outcome, a different token gets Validate and a fresh key', () =>
+    withPage(async (page) => {
+      await issueInUi(page);
+      const posts = recordValidations(page);
+      let online = false;
+      await routeValidations(page, async (route) => {
+        if (online) return false;
+        await route.abort('failed');
+        return true;
+      });
+      await page.click('#validate-button');
+      await page.waitForSelector(sel('validate-error', '[data-outcome="unknown"]'), { timeout: 15_000 });
+      assert.equal(await page.textContent('#validate-button'), 'Retry');
+
+      online = true;
+      await page.fill('#lifetime', '60');
+      await page.click('#issue-button');
+      await page.waitForSelector(sel('validate-error'), { state: 'detached' });
+      assert.equal(await page.textContent('#validate-button'), 'Validate');
+      assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid');
+      assert.equal(await page.getAttribute(sel('validate-result'), 'data-replayed'), 'false');
+      const keys = await posts.keys();
+      assert.equal(keys.length, 5);
+      assert.equal(new Set(keys.slice(0, 4)).size, 1);
+      assert.notEqual(keys[4], keys[0]);
     }));
 });
 
