@@ -59,8 +59,11 @@ install_lambda() {
 }
 
 install_infra() {
-  [ -d infra/node_modules/aws-cdk-lib ] || {
+  [ -d infra/node_modules/aws-cdk-lib ] && [ -d infra/node_modules/cdk-nag ] || {
     say "npm ci in infra/"; (cd infra && npm ci --no-audit --no-fund --silent); }
+  # infra's tests lint the synthesized templates with cfn-lint (and fail without it).
+  command -v cfn-lint >/dev/null || python3 -m cfnlint --version >/dev/null 2>&1 || {
+    say "pip install cfn-lint"; python3 -m pip install -q cfn-lint; }
 }
 
 install_e2e() {
