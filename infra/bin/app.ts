@@ -1,17 +1,22 @@
 /**
  * CDK entry point (`cdk.json` runs it with tsx). Options come from context; see lib/config.ts
- * and README.md. The stack is environment-agnostic: `cdk deploy` targets the account and region
- * of the current AWS credentials.
+ * and README.md. One stack per stage (`-c stage=staging`), named by `stackNameFor`. The stack is
+ * environment-agnostic: `cdk deploy` targets the account and region of the current credentials.
+ *
+ * cdk-nag's AWS Solutions checks run on every synth: an unacknowledged finding fails `cdk synth`
+ * and `cdk deploy` alike.
  */
-import { App } from 'aws-cdk-lib';
-import { configFromContext } from '../lib/config.ts';
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { configFromContext, stackNameFor } from '../lib/config.ts';
 import { TokenServiceStack } from '../lib/stack.ts';
 
-export const STACK_NAME = 'TokenService';
-
 const app = new App();
-new TokenServiceStack(app, STACK_NAME, {
-  config: configFromContext(app.node),
-  description: 'One-time-token service: API Gateway + Rust Lambda + DynamoDB, web UI on S3/CloudFront',
+const config = configFromContext(app.node);
+new TokenServiceStack(app, stackNameFor(config.stage), {
+  config,
+  description: `One-time-token service (stage ${config.stage}): API Gateway + Rust Lambda + DynamoDB, web UI on S3/CloudFront`,
+  tags: { service: 'token-service', stage: config.stage },
 });
+Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
 app.synth();

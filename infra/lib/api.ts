@@ -1,35 +1,66 @@
 /**
- * The HTTP API: a REST API Gateway in front of one Rust Lambda function that serves every route
- * (`GET /tokens` issues, `POST /tokens` validates, `GET /health`). The function may write and
- * delete token items and read the signing key, and nothing else.
+ * The HTTP API: one Rust Lambda function that serves every route (`GET /tokens` issues,
+ * `POST /tokens` validates, `GET /health`), behind either an API Gateway REST API (default) or,
+ * with `apiType=http`, an API Gateway HTTP API (v2), which costs less per request but cannot
+ * carry a WAF web ACL. The function may write, update and read token items, describe its table
+ * and read the signing key, and nothing else.
  */
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import type { ApiType } from './config.ts';
 import { contract } from './contract.ts';
 
-/** API Gateway stage; part of every API URL. */
-export const STAGE_NAME = 'prod';
 /** How long the function's logs and the API access logs are kept. */
 export const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 /** Lambda memory, MB. A Rust handler doing one DynamoDB call needs little; 128 is the minimum. */
 export const MEMORY_MB = 128;
 /** Lambda timeout, seconds: a cold start plus one Secrets Manager and one DynamoDB call. */
 export const TIMEOUT_SECONDS = 10;
-/** Request headers the browser may send cross-origin (the UI posts JSON). */
-export const CORS_ALLOW_HEADERS = ['Content-Type'];
+/**
+ * Request headers the browser may send cross-origin: the UI posts JSON, and sends the shared
+ * crate's `IDEMPOTENCY_KEY_HEADER` with every validation (a test compares the two).
+ */
+export const CORS_ALLOW_HEADERS = ['Content-Type', 'Idempotency-Key'];
+/** Response headers the browser may read cross-origin (the backend sets both on some answers). */
+export const CORS_EXPOSE_HEADERS = ['Retry-After', 'Idempotency-Key'];
+/**
+ * HTTP API access log line: REST's standard fields where HTTP APIs have them (`routeKey` instead
+ * of `resourcePath`; no `caller`/`user`, which need IAM authorization). No bodies, which hold tokens.
+ */
+export const HTTP_ACCESS_LOG_FORMAT = apigw.AccessLogFormat.custom(
+  JSON.stringify({
+    requestId: '$context.requestId',
+    ip: '$context.identity.sourceIp',
+    requestTime: '$context.requestTime',
+    httpMethod: '$context.httpMethod',
+    routeKey: '$context.routeKey',
+    status: '$context.status',
+    protocol: '$context.protocol',
+    responseLength: '$context.responseLength',
+    integrationError: '$context.integrationErrorMessage',
+  }),
+);
 /** How long browsers may cache a preflight answer. */
 export const CORS_MAX_AGE = Duration.hours(1);
 
-/** Actions the function needs on the token table: insert on issue, conditional delete on validate. */
-export const TABLE_ACTIONS = ['dynamodb:PutItem', 'dynamodb:DeleteItem'];
-/** Actions the function needs on the signing-key secret. */
-export const SECRET_ACTIONS = ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'];
+/**
+ * Data-plane actions the function needs on the token table: insert on issue (PutItem), the
+ * conditional consume on validate (UpdateItem), the status read (GetItem). Also the DynamoDB
+ * operation names the alarms watch.
+ */
+export const TABLE_ITEM_ACTIONS = ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem'];
+/** Everything the function may do on the table: the item actions plus the cold-start readiness check. */
+export const TABLE_ACTIONS = [...TABLE_ITEM_ACTIONS, 'dynamodb:DescribeTable'];
+/** Actions the function needs on the signing-key secret: it only ever reads the value. */
+export const SECRET_ACTIONS = ['secretsmanager:GetSecretValue'];
 
 export interface TokenApiProps {
   readonly table: dynamodb.ITable;
@@ -38,21 +69,42 @@ export interface TokenApiProps {
   readonly codePath: string;
   /** The one browser origin allowed to call the API, e.g. `https://d123.cloudfront.net`. */
   readonly allowedOrigin: string;
-  /** Stage-wide steady-state limit, requests per second. */
+  readonly apiType: ApiType;
+  /** Name of the API, unique per account and region: the stack name. */
+  readonly apiName: string;
+  /** REST API stage name (the deployment stage). HTTP APIs use their `$default` stage. */
+  readonly stageName: string;
+  /** Steady-state limit per method (REST) or route (HTTP), requests per second. */
   readonly throttleRate: number;
-  /** Stage-wide burst limit, requests. */
+  /** Burst limit per method or route, requests. */
   readonly throttleBurst: number;
+  /** X-Ray active tracing on the function, and on the stage where API Gateway supports it (REST). */
+  readonly tracing: boolean;
 }
 
-/** The token Lambda function and the REST API that invokes it. */
+/** The token Lambda function and the API in front of it. */
 export class TokenApi extends Construct {
   readonly function: lambda.Function;
-  readonly api: apigw.RestApi;
-  /** Invoke URL of the stage, without a trailing slash: `https://{id}.execute-api.{region}.amazonaws.com/prod`. */
+  readonly apiType: ApiType;
+  /** Set when `apiType` is `rest`. */
+  readonly restApi?: apigw.RestApi;
+  /** Set when `apiType` is `http`. */
+  readonly httpApi?: apigwv2.HttpApi;
+  /** The stage API Gateway reports metrics under: the REST stage name, or `$default`. */
+  readonly metricsStage: string;
+  /**
+   * Base URL, no trailing slash: `https://{id}.execute-api.{region}.amazonaws.com/{stage}` for
+   * REST, `https://{id}.execute-api.{region}.amazonaws.com` for HTTP (its `$default` stage has
+   * no path prefix).
+   */
   readonly url: string;
+  /** Scheme and host of `url`: what the site's CSP `connect-src` must allow. */
+  readonly origin: string;
+  readonly accessLogs: logs.LogGroup;
 
   constructor(scope: Construct, id: string, props: TokenApiProps) {
     super(scope, id);
+    this.apiType = props.apiType;
 
     const logGroup = new logs.LogGroup(this, 'FunctionLogs', {
       retention: LOG_RETENTION,
@@ -63,13 +115,13 @@ export class TokenApi extends Construct {
     // AWSLambdaBasicExecutionRole, which allows writing to every log group in the account.
     const role = new iam.Role(this, 'FunctionRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'One-time-token service Lambda: write/delete tokens, read the signing key, write its logs',
+      description: 'One-time-token service Lambda: put/update/get tokens, read the signing key, write its logs',
     });
     role.addToPolicy(
       new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
     );
-    // Not grantReadWriteData: issuing is a conditional put and validating a conditional delete,
-    // so the function never reads, scans or updates.
+    // Not grantReadWriteData: issuing is a conditional put, validating a conditional update,
+    // status a get and readiness a describe, so the function never scans, queries or deletes.
     role.addToPolicy(new iam.PolicyStatement({ actions: TABLE_ACTIONS, resources: [props.table.tableArn] }));
     role.addToPolicy(new iam.PolicyStatement({ actions: SECRET_ACTIONS, resources: [props.signingKey.secretArn] }));
 
@@ -83,32 +135,61 @@ export class TokenApi extends Construct {
       timeout: Duration.seconds(TIMEOUT_SECONDS),
       role,
       logGroup,
+      tracing: props.tracing ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
       environment: {
         [contract.env.tableName]: props.table.tableName,
         [contract.env.secretArn]: props.signingKey.secretArn,
         [contract.env.allowedOrigins]: props.allowedOrigin,
         // REST (v1) events carry the stage in the path (`/prod/tokens`); this makes lambda_http
-        // strip it, so the same router serves Lambda and the local server.
+        // strip it, so the same router serves Lambda and the local server. HTTP API events on
+        // the `$default` stage have no stage in the path, and lambda_http leaves them alone.
         AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH: 'true',
       },
     });
+    if (props.tracing) {
+      // Lambda's active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which
+      // X-Ray only grants on "*" (those actions have no resource type).
+      Validations.of(role).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'X-Ray trace upload (xray:PutTraceSegments, xray:PutTelemetryRecords) supports no resource-level permissions, so the tracing statement must name "*".',
+      });
+    }
 
-    const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
+    this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: LOG_RETENTION,
       removalPolicy: RemovalPolicy.DESTROY,
     });
 
-    this.api = new apigw.RestApi(this, 'Api', {
+    const stack = Stack.of(this);
+    if (props.apiType === 'rest') {
+      this.restApi = this.buildRestApi(props);
+      this.metricsStage = this.restApi.deploymentStage.stageName;
+      this.origin = `https://${this.restApi.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}`;
+      this.url = `${this.origin}/${this.restApi.deploymentStage.stageName}`;
+    } else {
+      this.httpApi = this.buildHttpApi(props);
+      this.metricsStage = '$default';
+      this.origin = `https://${this.httpApi.apiId}.execute-api.${stack.region}.${stack.urlSuffix}`;
+      this.url = this.origin;
+    }
+  }
+
+  private buildRestApi(props: TokenApiProps): apigw.RestApi {
+    const api = new apigw.RestApi(this, 'Api', {
+      restApiName: props.apiName,
       description: 'One-time-token service',
       endpointTypes: [apigw.EndpointType.REGIONAL],
       // Access logging needs the account-level API Gateway CloudWatch role; CDK sets it up.
       // It is retained on destroy (the default): other APIs in the account may log through it.
       cloudWatchRole: true,
       deployOptions: {
-        stageName: STAGE_NAME,
+        stageName: props.stageName,
+        // Stage-wide settings are applied to each method separately (API Gateway's `*/*`
+        // method settings): GET /tokens, POST /tokens and GET /health each get these limits.
         throttlingRateLimit: props.throttleRate,
         throttlingBurstLimit: props.throttleBurst,
-        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
+        tracingEnabled: props.tracing,
+        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogs),
         // Standard fields only: request and response bodies (which hold tokens) are never logged.
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
       },
@@ -120,25 +201,93 @@ export class TokenApi extends Construct {
       },
     });
 
-    // Errors produced by API Gateway itself (throttling, unknown route, Lambda failure) never
-    // reach the function, so they need the CORS headers here or the browser hides them.
+    // Errors produced by API Gateway itself (throttling, WAF is separate, unknown route, Lambda
+    // failure) never reach the function, so they need the CORS headers here or the browser
+    // hides them.
     const corsHeaders = {
       'Access-Control-Allow-Origin': `'${props.allowedOrigin}'`,
+      'Access-Control-Expose-Headers': `'${CORS_EXPOSE_HEADERS.join(',')}'`,
       Vary: "'Origin'",
     };
-    this.api.addGatewayResponse('Default4xx', { type: apigw.ResponseType.DEFAULT_4XX, responseHeaders: corsHeaders });
-    this.api.addGatewayResponse('Default5xx', { type: apigw.ResponseType.DEFAULT_5XX, responseHeaders: corsHeaders });
+    api.addGatewayResponse('Default4xx', { type: apigw.ResponseType.DEFAULT_4XX, responseHeaders: corsHeaders });
+    api.addGatewayResponse('Default5xx', { type: apigw.ResponseType.DEFAULT_5XX, responseHeaders: corsHeaders });
 
     const integration = new apigw.LambdaIntegration(this.function, { allowTestInvoke: false });
-    const tokens = this.api.root.addResource('tokens');
+    const tokens = api.root.addResource('tokens');
     tokens.addMethod('GET', integration);
     tokens.addMethod('POST', integration);
-    this.api.root.addResource('health').addMethod('GET', integration);
+    api.root.addResource('health').addMethod('GET', integration);
 
     // RestApi.url ends in '/', and RestApi adds an `Endpoint` output of its own; the stack
     // publishes `ApiUrl` instead, in the form config.json wants.
-    this.api.node.tryRemoveChild('Endpoint');
-    const stack = Stack.of(this);
-    this.url = `https://${this.api.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}/${this.api.deploymentStage.stageName}`;
+    api.node.tryRemoveChild('Endpoint');
+
+    Validations.of(api).acknowledge(
+      {
+        id: 'AwsSolutions-APIG2',
+        reason: 'Requests are validated once, by the Lambda with the shared crate\'s types, which answers 400 in the API\'s own error shape; a second schema in API Gateway would drift from it.',
+      },
+      {
+        id: 'AwsSolutions-APIG4',
+        reason: 'The API is public by design: issuing and validating one-time tokens needs no caller identity (the token is the credential); abuse is limited per client IP by WAF and per method by stage throttling.',
+      },
+      {
+        id: 'AwsSolutions-COG4',
+        reason: 'No Cognito user pool: the API is public by design (see AwsSolutions-APIG4) and browsers call it without signing in.',
+      },
+      {
+        id: 'AwsSolutions-APIG6',
+        reason: 'JSON access logs record every request; execution logging would write to an API-Gateway-owned log group that never expires and whose retention this stack cannot set.',
+      },
+    );
+    // The account-wide API Gateway CloudWatch role uses AWS's managed policy for exactly this.
+    Validations.of(api.node.findChild('CloudWatchRole')).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+      reason: 'AmazonAPIGatewayPushToCloudWatchLogs is the policy AWS documents for the account-wide API Gateway logging role, and AWS keeps it current with the log actions API Gateway needs.',
+    });
+    return api;
+  }
+
+  private buildHttpApi(props: TokenApiProps): apigwv2.HttpApi {
+    const api = new apigwv2.HttpApi(this, 'HttpApi', {
+      apiName: props.apiName,
+      description: 'One-time-token service',
+      createDefaultStage: false,
+      // API Gateway answers preflight requests and sets these headers on every response, so its
+      // own errors (429 throttling, 5xx) are readable by the browser too.
+      corsPreflight: {
+        allowOrigins: [props.allowedOrigin],
+        allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
+        allowHeaders: CORS_ALLOW_HEADERS,
+        exposeHeaders: CORS_EXPOSE_HEADERS,
+        maxAge: CORS_MAX_AGE,
+      },
+    });
+    new apigwv2.HttpStage(this, 'HttpStage', {
+      httpApi: api,
+      // `$default`: no stage prefix in the URL or in the event's rawPath, which lambda_http would
+      // otherwise pass on to the router (the stage is in the stack and API names instead).
+      stageName: '$default',
+      autoDeploy: true,
+      throttle: { rateLimit: props.throttleRate, burstLimit: props.throttleBurst },
+      accessLogSettings: {
+        destination: new apigwv2.LogGroupLogDestination(this.accessLogs),
+        format: HTTP_ACCESS_LOG_FORMAT,
+      },
+    });
+    const integration = new HttpLambdaIntegration('Function', this.function, {
+      payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0,
+    });
+    const routes = [
+      ...api.addRoutes({ path: '/tokens', methods: [apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST], integration }),
+      ...api.addRoutes({ path: '/health', methods: [apigwv2.HttpMethod.GET], integration }),
+    ];
+    for (const route of routes) {
+      Validations.of(route).acknowledge({
+        id: 'AwsSolutions-APIG4',
+        reason: 'The API is public by design: issuing and validating one-time tokens needs no caller identity (the token is the credential); abuse is limited per route by stage throttling.',
+      });
+    }
+    return api;
   }
 }

@@ -3,7 +3,7 @@
  * a Secrets Manager secret holding the signing key. Nothing here grants access; the API construct
  * grants exactly what the Lambda needs.
  */
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -15,6 +15,12 @@ export const SIGNING_KEY_LENGTH = 64;
 export interface TokenStorageProps {
   /** What `cdk destroy` does with the table (and its tokens). */
   readonly tableRemovalPolicy: RemovalPolicy;
+  /**
+   * DynamoDB deletion protection: while on, no one (CloudFormation included) can delete the
+   * table until it is turned off. Off only for throwaway stages deployed with
+   * `tableRemovalPolicy=destroy`.
+   */
+  readonly deletionProtection: boolean;
 }
 
 /** The token table and the signing-key secret. */
@@ -43,6 +49,7 @@ export class TokenStorage extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       removalPolicy: props.tableRemovalPolicy,
+      deletionProtection: props.deletionProtection,
     });
 
     this.signingKey = new secretsmanager.Secret(this, 'SigningKey', {
@@ -53,6 +60,10 @@ export class TokenStorage extends Construct {
         includeSpace: false,
         requireEachIncludedType: true,
       },
+    });
+    Validations.of(this.signingKey).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason: 'Rotating the signing key would make every outstanding token fail validation, since tokens carry no key id yet; rotation is a planned change (new key beside the old one), not a schedule.',
     });
   }
 }

@@ -3,6 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
+import { CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS } from '../lib/api.ts';
+import { REPO_ROOT } from '../lib/contract.ts';
 import { CONTRACT, FIXTURE_ZIP, MISSING, only, synth } from './helpers.ts';
 
 /** The service's function (the stack also has CDK's own custom-resource handlers). */
@@ -43,7 +45,7 @@ describe('lambda function', () => {
     assert.equal(s.template.toJSON().Resources[logGroupId].Properties.RetentionInDays, 30);
   });
 
-  it('may only put and delete items in its table, read its secret and write its logs', () => {
+  it('may only put, update and get items and describe its table, read its secret and write its logs', () => {
     const s = synth();
     const roleId = s.logicalId(s.stack.api.function.role!);
     const policies = Object.values(s.template.findResources('AWS::IAM::Policy')).filter((p: any) =>
@@ -54,16 +56,34 @@ describe('lambda function', () => {
     assert.deepEqual(policies[0].Properties.PolicyDocument.Statement, [
       { Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Effect: 'Allow', Resource: { 'Fn::GetAtt': [logGroupId, 'Arn'] } },
       {
-        Action: ['dynamodb:PutItem', 'dynamodb:DeleteItem'],
+        // Sorted by @aws-cdk/aws-iam:minimizePolicies.
+        Action: ['dynamodb:DescribeTable', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
         Effect: 'Allow',
         Resource: { 'Fn::GetAtt': [s.logicalId(s.stack.storage.table), 'Arn'] },
       },
-      {
-        Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
-        Effect: 'Allow',
-        Resource: { Ref: s.logicalId(s.stack.storage.signingKey) },
-      },
+      { Action: 'secretsmanager:GetSecretValue', Effect: 'Allow', Resource: { Ref: s.logicalId(s.stack.storage.signingKey) } },
     ]);
+    const json = JSON.stringify(policies[0]);
+    for (const unused of ['DeleteItem', 'DescribeSecret', 'Scan', 'Query', 'xray:']) assert.ok(!json.includes(unused), unused);
+  });
+
+  it('adds X-Ray active tracing (function and REST stage) only with tracing=true', () => {
+    const plain = synth();
+    assert.equal(findTokenFunction(plain).props.TracingConfig, undefined);
+    assert.equal(only(plain.template, 'AWS::ApiGateway::Stage').props.TracingEnabled, false);
+
+    const traced = synth({ tracing: 'true' });
+    assert.deepEqual(findTokenFunction(traced).props.TracingConfig, { Mode: 'Active' });
+    assert.equal(only(traced.template, 'AWS::ApiGateway::Stage').props.TracingEnabled, true);
+    const roleId = traced.logicalId(traced.stack.api.function.role!);
+    const statements = (Object.values(traced.template.findResources('AWS::IAM::Policy')) as any[])
+      .filter((p) => p.Properties.Roles.some((r: any) => r.Ref === roleId))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement);
+    assert.deepEqual(statements.at(-1), {
+      Action: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+      Effect: 'Allow',
+      Resource: '*',
+    });
   });
 
   it('has a role with no managed policies, assumable by Lambda only', () => {
@@ -79,8 +99,8 @@ describe('lambda function', () => {
   it('is invoked by API Gateway for exactly the three routes, and nothing else may invoke it', () => {
     const s = synth();
     const fnId = s.logicalId(s.stack.api.function);
-    const apiId = s.logicalId(s.stack.api.api);
-    const stageId = s.logicalId(s.stack.api.api.deploymentStage);
+    const apiId = s.logicalId(s.stack.api.restApi!);
+    const stageId = s.logicalId(s.stack.api.restApi!.deploymentStage);
     const perms = Object.values(s.template.findResources('AWS::Lambda::Permission')) as any[];
     const sourceArns = perms.map((p) => {
       assert.deepEqual(p.Properties.FunctionName, { 'Fn::GetAtt': [fnId, 'Arn'] });
@@ -92,9 +112,10 @@ describe('lambda function', () => {
     assert.deepEqual(sourceArns.sort(), ['/GET/health', '/GET/tokens', '/POST/tokens']);
   });
 
-  it('uses the placeholder and warns when the zip is missing; uses the given zip otherwise', () => {
-    const missing = synth({ lambdaZip: MISSING });
-    missing.annotations.hasWarning('/TokenService', Match.stringLikeRegexp('Lambda zip not found.*cargo lambda build --profile lambda --arm64'));
+  it('uses the placeholder and warns only with allowPlaceholders=true; uses the given zip otherwise', () => {
+    assert.throws(() => synth({ lambdaZip: MISSING }), /lambdaZip: .* is not found/);
+    const missing = synth({ lambdaZip: MISSING, allowPlaceholders: 'true' });
+    missing.annotations.hasWarning(`/${missing.stack.stackName}`, Match.stringLikeRegexp('Lambda zip not found.*Do not deploy this template over a live stage'));
     const placeholderMeta = missing.template.toJSON().Resources[findTokenFunction(missing).id].Metadata;
     const placeholder = path.join(missing.outdir, placeholderMeta['aws:asset:path'], 'bootstrap');
     assert.ok(existsSync(placeholder), 'placeholder bootstrap staged as the function code');
@@ -131,7 +152,7 @@ describe('rest api', () => {
     }
   });
 
-  it('answers CORS preflight with exactly the site origin, GET/POST and Content-Type', () => {
+  it('answers CORS preflight with exactly the site origin, GET/POST, Content-Type and Idempotency-Key', () => {
     const s = synth();
     const origin = `'https://`;
     const preflights = methods(s).filter((m) => m.method === 'OPTIONS');
@@ -143,13 +164,22 @@ describe('rest api', () => {
         'Fn::Join': ['', [origin, { 'Fn::GetAtt': [s.logicalId(s.stack.web.distribution!), 'DomainName'] }, "'"]],
       });
       assert.equal(params['method.response.header.Access-Control-Allow-Methods'], "'GET,POST,OPTIONS'");
-      assert.equal(params['method.response.header.Access-Control-Allow-Headers'], "'Content-Type'");
+      assert.equal(params['method.response.header.Access-Control-Allow-Headers'], "'Content-Type,Idempotency-Key'");
       assert.equal(params['method.response.header.Access-Control-Max-Age'], "'3600'");
       assert.equal(params['method.response.header.Vary'], "'Origin'");
     }
   });
 
-  it('adds the CORS origin to API Gateway\'s own 4XX and 5XX responses', () => {
+  it('allows the header the UI sends with every validation: the shared crate\'s IDEMPOTENCY_KEY_HEADER', () => {
+    // shared/ is Rust; its constant is read from the source, so a rename there fails here.
+    const shared = readFileSync(path.join(REPO_ROOT, 'shared', 'src', 'lib.rs'), 'utf8');
+    const header = shared.match(/pub const IDEMPOTENCY_KEY_HEADER: &str = "([^"]+)";/);
+    assert.ok(header, 'shared/src/lib.rs defines IDEMPOTENCY_KEY_HEADER');
+    assert.ok(CORS_ALLOW_HEADERS.includes(header[1]), `${header[1]} in ${CORS_ALLOW_HEADERS}`);
+    assert.ok(CORS_EXPOSE_HEADERS.includes(header[1]));
+  });
+
+  it('adds the CORS origin and exposed headers to API Gateway\'s own 4XX and 5XX responses', () => {
     const s = synth();
     const origin = { 'Fn::Join': ['', ["'https://", { 'Fn::GetAtt': [s.logicalId(s.stack.web.distribution!), 'DomainName'] }, "'"]] };
     const responses = Object.values(s.template.findResources('AWS::ApiGateway::GatewayResponse')) as any[];
@@ -157,15 +187,18 @@ describe('rest api', () => {
     for (const r of responses) {
       assert.deepEqual(r.Properties.ResponseParameters, {
         'gatewayresponse.header.Access-Control-Allow-Origin': origin,
+        'gatewayresponse.header.Access-Control-Expose-Headers': "'Retry-After,Idempotency-Key'",
         'gatewayresponse.header.Vary': "'Origin'",
       });
-      assert.deepEqual(r.Properties.RestApiId, { Ref: s.logicalId(s.stack.api.api) });
+      assert.deepEqual(r.Properties.RestApiId, { Ref: s.logicalId(s.stack.api.restApi!) });
     }
   });
 
-  it('throttles the prod stage at 10 requests/s with bursts of 20 by default', () => {
+  it('throttles each method of the prod stage at 10 requests/s with bursts of 20 by default', () => {
     const { props } = only(synth().template, 'AWS::ApiGateway::Stage');
     assert.equal(props.StageName, 'prod');
+    // HttpMethod '*' and ResourcePath '/*': API Gateway applies the limits to each method
+    // separately, so GET /tokens, POST /tokens and GET /health each get 10/s.
     assert.deepEqual(props.MethodSettings, [
       { DataTraceEnabled: false, HttpMethod: '*', ResourcePath: '/*', ThrottlingBurstLimit: 20, ThrottlingRateLimit: 10 },
     ]);
@@ -186,7 +219,10 @@ describe('rest api', () => {
   it('writes JSON access logs, without bodies, to a log group kept for 30 days', () => {
     const s = synth();
     const { props } = only(s.template, 'AWS::ApiGateway::Stage');
-    const logGroupId = props.AccessLogSetting.DestinationArn['Fn::GetAtt'][0];
+    // Without the ':*' of GetAtt Arn (@aws-cdk/aws-apigateway:logGroupDestinationArnWithoutWildcard).
+    const arn = props.AccessLogSetting.DestinationArn['Fn::Join'][1];
+    assert.equal(arn.at(-2), ':log-group:');
+    const logGroupId = arn.at(-1).Ref;
     assert.equal(s.template.toJSON().Resources[logGroupId].Type, 'AWS::Logs::LogGroup');
     assert.equal(s.template.toJSON().Resources[logGroupId].Properties.RetentionInDays, 30);
     const format = JSON.parse(props.AccessLogSetting.Format);
@@ -201,8 +237,10 @@ describe('rest api', () => {
     assert.equal(s.template.toJSON().Resources[roleId].DeletionPolicy, 'Retain');
   });
 
-  it('is a regional endpoint', () => {
+  it('is a regional endpoint named after the stack', () => {
     const { props } = only(synth().template, 'AWS::ApiGateway::RestApi');
     assert.deepEqual(props.EndpointConfiguration, { Types: ['REGIONAL'] });
+    assert.equal(props.Name, 'TokenService');
+    assert.equal(only(synth({ stage: 'staging' }).template, 'AWS::ApiGateway::RestApi').props.Name, 'TokenService-staging');
   });
 });

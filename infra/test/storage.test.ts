@@ -30,10 +30,27 @@ describe('token table', () => {
     assert.equal(resource.UpdateReplacePolicy, 'Retain');
   });
 
-  it('is deleted with the stack when context tableRemovalPolicy=destroy', () => {
-    const { resource } = only(synth({ tableRemovalPolicy: 'destroy' }).template, 'AWS::DynamoDB::Table');
+  it('is deleted with the stack when context tableRemovalPolicy=destroy and tableDeletionProtection=false', () => {
+    const { resource } = only(
+      synth({ tableRemovalPolicy: 'destroy', tableDeletionProtection: 'false' }).template,
+      'AWS::DynamoDB::Table',
+    );
     assert.equal(resource.DeletionPolicy, 'Delete');
     assert.equal(resource.UpdateReplacePolicy, 'Delete');
+    assert.equal(resource.Properties.DeletionProtectionEnabled, false);
+  });
+
+  it('has DynamoDB deletion protection on by default', () => {
+    const { props } = only(synth().template, 'AWS::DynamoDB::Table');
+    assert.equal(props.DeletionProtectionEnabled, true);
+  });
+
+  it('refuses tableRemovalPolicy=destroy while deletion protection is on, since the delete would fail', () => {
+    assert.throws(
+      () => synth({ tableRemovalPolicy: 'destroy' }),
+      /tableRemovalPolicy=destroy needs tableDeletionProtection=false/,
+    );
+    assert.throws(() => synth({ tableDeletionProtection: 'off' }), /tableDeletionProtection=off: expected true or false/);
   });
 
   it('accepts tableRemovalPolicy=retain explicitly and rejects anything else', () => {

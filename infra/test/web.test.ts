@@ -1,15 +1,41 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
+import type { CfnElement } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
-import { CONTRACT, MISSING, only, synth, type Synthesized } from './helpers.ts';
+import type { BucketDeployment } from 'aws-cdk-lib/aws-s3-deployment';
+import { contentSecurityPolicy, inlineHashes } from '../lib/csp.ts';
+import { classifyDist, globLiteral, HASHED_NAME } from '../lib/web.ts';
+import {
+  CONTRACT,
+  CUSTOM_DOMAIN,
+  FIXTURE_CSS,
+  FIXTURE_DIST,
+  FIXTURE_JS,
+  FIXTURE_LOADER,
+  FIXTURE_WASM,
+  MISSING,
+  only,
+  resourcesOf,
+  synth,
+  type Synthesized,
+} from './helpers.ts';
 
 function deployments(s: Synthesized): any[] {
   return Object.values(s.template.findResources('Custom::CDKBucketDeployment')).map((r: any) => r.Properties);
 }
-const wasmDeployment = (s: Synthesized) => deployments(s).find((d) => d.SystemMetadata?.['content-type']);
-const siteDeployment = (s: Synthesized) => deployments(s).find((d) => !d.SystemMetadata?.['content-type']);
+/** Logical id of a BucketDeployment's custom resource. */
+const deploymentId = (s: Synthesized, d: BucketDeployment) =>
+  s.stack.getLogicalId(d.node.findChild('CustomResource').node.defaultChild as CfnElement);
+const propsOf = (s: Synthesized, d: BucketDeployment) => s.template.toJSON().Resources[deploymentId(s, d)].Properties;
+const siteDeployment = (s: Synthesized) => propsOf(s, s.stack.content.site);
+const assetDeployment = (s: Synthesized, id: string) => {
+  const d = s.stack.content.assets.find((a) => a.node.id === id);
+  assert.ok(d, `deployment ${id}`);
+  return propsOf(s, d);
+};
 
 /**
  * The generated config.json as deployed: the staged file with its deploy-time markers replaced by
@@ -77,8 +103,16 @@ describe('web ui on CloudFront (default)', () => {
     const bucketId = s.logicalId(s.stack.web.bucket);
     const oac = only(s.template, 'AWS::CloudFront::OriginAccessControl');
     assert.deepEqual(
-      { ...oac.props.OriginAccessControlConfig, Name: undefined },
-      { Name: undefined, OriginAccessControlOriginType: 's3', SigningBehavior: 'always', SigningProtocol: 'sigv4' },
+      { ...oac.props.OriginAccessControlConfig, Description: undefined },
+      {
+        Description: undefined,
+        // Stack name (which holds the stage) and region: unique per account, so the same stage
+        // can also be deployed to a second region.
+        Name: { 'Fn::Join': ['', ['TokenService-', { Ref: 'AWS::Region' }, '-ui']] },
+        OriginAccessControlOriginType: 's3',
+        SigningBehavior: 'always',
+        SigningProtocol: 'sigv4',
+      },
     );
     const dist = only(s.template, 'AWS::CloudFront::Distribution').props.DistributionConfig;
     assert.equal(dist.Origins.length, 1);
@@ -117,29 +151,41 @@ describe('web ui on CloudFront (default)', () => {
     ]);
   });
 
-  it('uploads .wasm files with Content-Type application/wasm, in a deployment of their own', () => {
+  it('uploads hashed files first, with a year of immutable caching and prune off; wasm typed application/wasm', () => {
     const s = synth();
-    const wasm = wasmDeployment(s);
+    const wasm = assetDeployment(s, 'HashedWasm');
     assert.deepEqual(wasm.SystemMetadata, {
       'content-type': 'application/wasm',
       'cache-control': 'public, max-age=31536000, immutable',
     });
     assert.deepEqual(wasm.Exclude, ['*']);
-    assert.deepEqual(wasm.Include, ['*.wasm']);
+    assert.deepEqual(wasm.Include, [FIXTURE_WASM]);
+    assert.equal(wasm.Prune, false);
     assert.deepEqual(wasm.DestinationBucketName, { Ref: s.logicalId(s.stack.web.bucket) });
+    const hashed = assetDeployment(s, 'Hashed');
+    assert.deepEqual(hashed.SystemMetadata, { 'cache-control': 'public, max-age=31536000, immutable' });
+    assert.deepEqual(hashed.Exclude, ['*']);
+    assert.deepEqual(hashed.Include, [FIXTURE_JS, FIXTURE_CSS]);
+    assert.equal(hashed.Prune, false);
+    assert.equal(wasm.DistributionId, undefined, 'new hashed names need no invalidation');
+    assert.equal(deployments(s).length, 3, 'HashedWasm, Hashed, Site (no unhashed wasm in the fixture)');
+  });
+
+  it('uploads index.html, config.json and unhashed files last, with no-cache and prune off', () => {
+    const s = synth();
     const site = siteDeployment(s);
-    assert.deepEqual(site.Exclude, ['*.wasm'], 'the site deployment neither uploads nor prunes wasm files');
-    assert.equal(site.Include, undefined);
     assert.deepEqual(site.SystemMetadata, { 'cache-control': 'no-cache' });
-    assert.equal(deployments(s).length, 2);
+    assert.deepEqual(site.Exclude, [FIXTURE_WASM, FIXTURE_JS, FIXTURE_CSS], 'the hashed files are step 1\'s');
+    assert.equal(site.Include, undefined);
+    assert.equal(site.Prune, false, 'files of the previous build stay for browsers still on the old index.html');
   });
 
   it('uploads the built dist/ folder, without a stale config.json', () => {
     const s = synth();
-    const key: string = wasmDeployment(s).SourceObjectKeys[0];
-    assert.equal(siteDeployment(s).SourceObjectKeys[0], key, 'both deployments upload the same dist asset');
+    const key: string = siteDeployment(s).SourceObjectKeys[0];
+    assert.equal(assetDeployment(s, 'HashedWasm').SourceObjectKeys[0], key, 'all deployments upload the same dist asset');
     const staged = path.join(s.outdir, `asset.${key.replace(/\.zip$/, '')}`);
-    assert.deepEqual(fs.readdirSync(staged).sort(), ['frontend-1a2b3c.js', 'frontend-1a2b3c_bg.wasm', 'index.html']);
+    assert.deepEqual(fs.readdirSync(staged).sort(), ['favicon.ico', FIXTURE_JS, FIXTURE_WASM, 'index.html', FIXTURE_CSS].sort());
   });
 
   it('writes config.json pointing at the API URL, the same value as the ApiUrl output', () => {
@@ -151,28 +197,130 @@ describe('web ui on CloudFront (default)', () => {
     assert.equal(typeof apiUrl.at(-1), 'object', 'the URL ends with the stage, not a slash');
   });
 
-  it('invalidates the CloudFront cache after uploading, and uploads wasm before index.html', () => {
+  it('puts index.html live only after the hashed files and the new security headers, then invalidates', () => {
     const s = synth();
     const site = siteDeployment(s);
     assert.deepEqual(site.DistributionId, { Ref: s.logicalId(s.stack.web.distribution!) });
     assert.deepEqual(site.DistributionPaths, ['/*']);
-    const [siteId] = Object.entries(s.template.findResources('Custom::CDKBucketDeployment')).find(
-      ([, r]: any) => !r.Properties.SystemMetadata['content-type'],
-    )!;
-    const [wasmId] = Object.entries(s.template.findResources('Custom::CDKBucketDeployment')).find(
-      ([, r]: any) => r.Properties.SystemMetadata['content-type'],
-    )!;
-    assert.ok(s.template.toJSON().Resources[siteId].DependsOn.includes(wasmId));
+    const dependsOn: string[] = s.template.toJSON().Resources[deploymentId(s, s.stack.content.site)].DependsOn;
+    for (const asset of s.stack.content.assets) assert.ok(dependsOn.includes(deploymentId(s, asset)), asset.node.id);
+    assert.ok(dependsOn.includes(s.logicalId(s.stack.web.headersPolicy!)));
   });
 
-  it('deploys a placeholder page and warns when dist/ is missing', () => {
-    const s = synth({ uiDist: MISSING });
-    s.annotations.hasWarning('/TokenService', Match.stringLikeRegexp('Web UI not found.*trunk build --release'));
-    const key: string = wasmDeployment(s).SourceObjectKeys[0];
+  it('deploys a placeholder page and warns only with allowPlaceholders=true', () => {
+    assert.throws(() => synth({ uiDist: MISSING }), /uiDist: .* is not found/);
+    const s = synth({ uiDist: MISSING, allowPlaceholders: 'true' });
+    s.annotations.hasWarning('/TokenService', Match.stringLikeRegexp('Web UI not found.*Do not deploy this template over a live stage'));
+    assert.deepEqual(s.stack.content.assets, [], 'the placeholder has no hashed files');
+    const key: string = siteDeployment(s).SourceObjectKeys[0];
     const staged = path.join(s.outdir, `asset.${key.replace(/\.zip$/, '')}`);
     assert.deepEqual(fs.readdirSync(staged), ['index.html']);
     assert.match(fs.readFileSync(path.join(staged, 'index.html'), 'utf8'), /The web UI was not built/);
     assert.deepEqual(synth().annotations.findWarning('*', Match.stringLikeRegexp('Web UI not found')), []);
+  });
+
+  it('sends HSTS, nosniff, no referrer, DENY framing and the CSP on every response', () => {
+    const s = synth();
+    const policy = only(s.template, 'AWS::CloudFront::ResponseHeadersPolicy');
+    const config = policy.props.ResponseHeadersPolicyConfig;
+    assert.deepEqual(config.Name, { 'Fn::Join': ['', ['TokenService-', { Ref: 'AWS::Region' }, '-security-headers']] });
+    const headers = config.SecurityHeadersConfig;
+    assert.deepEqual(headers.StrictTransportSecurity, {
+      AccessControlMaxAgeSec: 63072000,
+      IncludeSubdomains: true,
+      Override: true,
+      Preload: false,
+    });
+    assert.deepEqual(headers.ContentTypeOptions, { Override: true });
+    assert.deepEqual(headers.ReferrerPolicy, { ReferrerPolicy: 'no-referrer', Override: true });
+    assert.deepEqual(headers.FrameOptions, { FrameOption: 'DENY', Override: true });
+    assert.equal(headers.ContentSecurityPolicy.Override, true);
+    const dist = only(s.template, 'AWS::CloudFront::Distribution').props.DistributionConfig;
+    assert.deepEqual(dist.DefaultCacheBehavior.ResponseHeadersPolicyId, { Ref: policy.id });
+  });
+
+  it('has a CSP allowing wasm, the inline loader of this build by hash, and fetches to exactly this API', () => {
+    const s = synth();
+    const csp = only(s.template, 'AWS::CloudFront::ResponseHeadersPolicy').props.ResponseHeadersPolicyConfig.SecurityHeadersConfig
+      .ContentSecurityPolicy.ContentSecurityPolicy;
+    // The loader's hash, computed independently of lib/csp.ts.
+    const loaderHash = `'sha256-${createHash('sha256').update(FIXTURE_LOADER).digest('base64')}'`;
+    assert.deepEqual(csp, {
+      'Fn::Join': [
+        '',
+        [
+          `default-src 'none'; script-src 'self' 'wasm-unsafe-eval' ${loaderHash}; style-src 'self'; img-src 'self'; ` +
+            "connect-src 'self' https://",
+          { Ref: s.logicalId(s.stack.api.restApi!) },
+          '.execute-api.',
+          { Ref: 'AWS::Region' },
+          '.',
+          { Ref: 'AWS::URLSuffix' },
+          "; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ],
+      ],
+    });
+    assert.doesNotMatch(JSON.stringify(csp), /'unsafe-inline'|'unsafe-eval'|\*/);
+  });
+
+  it('has no TLS settings of its own on the cloudfront.net domain; with a custom domain, its certificate and TLS 1.2', () => {
+    const plain = only(synth().template, 'AWS::CloudFront::Distribution').props.DistributionConfig;
+    assert.equal(plain.Aliases, undefined);
+    assert.equal(plain.ViewerCertificate, undefined);
+
+    const s = synth(CUSTOM_DOMAIN);
+    const dist = only(s.template, 'AWS::CloudFront::Distribution').props.DistributionConfig;
+    assert.deepEqual(dist.Aliases, ['tokens.example.com']);
+    assert.deepEqual(dist.ViewerCertificate, {
+      AcmCertificateArn: CUSTOM_DOMAIN.certificateArn,
+      MinimumProtocolVersion: 'TLSv1.2_2021',
+      SslSupportMethod: 'sni-only',
+    });
+    // The site's origin is then the custom domain: CORS on the API and the Lambda's allow-list.
+    const fn = s.template.toJSON().Resources[s.logicalId(s.stack.api.function)].Properties;
+    assert.equal(fn.Environment.Variables[CONTRACT.env.allowedOrigins], 'https://tokens.example.com');
+    const responses = resourcesOf(s.template, 'AWS::ApiGateway::GatewayResponse');
+    for (const [, r] of responses) {
+      assert.equal(r.Properties.ResponseParameters['gatewayresponse.header.Access-Control-Allow-Origin'], "'https://tokens.example.com'");
+    }
+  });
+});
+
+describe('content security policy (lib/csp.ts)', () => {
+  it('hashes inline scripts exactly as browsers do, skipping external ones and folding CR LF', () => {
+    // Reference values from Python's hashlib (sha256, base64) of the literal script text.
+    assert.deepEqual(inlineHashes('<script>alert(1)</script>', 'script'), ["'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='"]);
+    assert.deepEqual(inlineHashes('<script type="module">\r\nx\r\n</script>', 'script'), inlineHashes('<script type="module">\nx\n</script>', 'script'));
+    assert.deepEqual(inlineHashes('<script src="/a.js"></script><SCRIPT>alert(1)</SCRIPT >', 'script'), [
+      "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='",
+    ]);
+    assert.deepEqual(inlineHashes('<script>alert(1)</script><script>alert(1)</script><script></script>', 'script').length, 1);
+    assert.deepEqual(inlineHashes('<style>body{}</style>', 'style'), [`'sha256-${createHash('sha256').update('body{}').digest('base64')}'`]);
+    assert.deepEqual(inlineHashes(fs.readFileSync(path.join(FIXTURE_DIST, 'index.html'), 'utf8'), 'style'), []);
+  });
+
+  it('builds a policy with no inline allowance when index.html has no inline script', () => {
+    assert.equal(
+      contentSecurityPolicy({ scriptHashes: [], styleHashes: [], connectOrigins: ['https://api.example.com'] }),
+      "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; " +
+        "connect-src 'self' https://api.example.com; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    );
+  });
+});
+
+describe('dist/ classification (lib/web.ts)', () => {
+  it('treats trunk\'s {stem}-{hex hash} names as hashed and everything else as revalidated', () => {
+    assert.deepEqual(classifyDist(FIXTURE_DIST), {
+      hashedWasm: [FIXTURE_WASM],
+      hashed: [FIXTURE_JS, FIXTURE_CSS].sort((a, b) => a.localeCompare(b)),
+      plainWasm: [],
+      other: ['favicon.ico', 'index.html'],
+    });
+    for (const name of ['frontend-0123456789abcdef_bg.wasm', 'style-abcdef012345.css', 'x-0123456789ab.js']) assert.match(name, HASHED_NAME);
+    for (const name of ['app-cafe.js', 'frontend_bg.wasm', 'index.html', 'worker-0123456789ABCDEF.js', 'a-0123456789abcdef.png']) {
+      assert.doesNotMatch(name, HASHED_NAME);
+    }
+    assert.equal(globLiteral('a[1]*?.js'), 'a[[]1[]][*][?].js');
   });
 });
 
@@ -221,12 +369,13 @@ describe('web ui on the S3 website endpoint (-c hosting=s3-website)', () => {
     }
   });
 
-  it('deploys the same content without a CloudFront invalidation', () => {
+  it('deploys the same content without a CloudFront invalidation or security headers', () => {
     const s = website();
     const site = siteDeployment(s);
     assert.equal(site.DistributionId, undefined);
-    assert.deepEqual(wasmDeployment(s).SystemMetadata['content-type'], 'application/wasm');
+    assert.deepEqual(assetDeployment(s, 'HashedWasm').SystemMetadata['content-type'], 'application/wasm');
     assert.deepEqual(Object.keys(deployedConfig(s)), [CONTRACT.ui.apiBaseUrlField]);
+    assert.deepEqual(s.template.findResources('AWS::CloudFront::ResponseHeadersPolicy'), {});
   });
 
   it('rejects an unknown hosting mode', () => {
