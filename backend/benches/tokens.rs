@@ -95,7 +95,7 @@ async fn issue(app: &Router) -> String {
 
 /// `POST /tokens` through `app`; panics unless the answer is `isValid: true`.
 async fn validate(app: &Router, token: &str) {
-    let body = serde_json::to_vec(&shared::ValidateRequest { token: token.to_owned() }).unwrap();
+    let body = serde_json::to_vec(&shared::ValidateRequest::new(token)).unwrap();
     let request = Request::post("/tokens")
         .header("content-type", "application/json")
         .body(Body::from(body))

@@ -2,8 +2,11 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /tokens[?ttl=SECONDS]` | `200` [`IssueResponse`]; `400` for a bad `ttl` |
-//! | `POST /tokens` `{"token": "..."}`, optional `Idempotency-Key` | `200` [`ValidateResponse`] (`isValid` true or false) |
+//! | `GET /tokens[?ttl=S&purpose=P&subject=X&supersede=true]` | `200` [`IssueResponse`]; `400` for a bad parameter; `409` when the pair is full |
+//! | `POST /tokens` `{"token", "purpose"?, "subject"?}`, optional `Idempotency-Key` | `200` [`ValidateResponse`] (`isValid` true or false) |
+//! | `POST /tokens/status` `{"token"}` | `200` [`StatusResponse`]; never changes anything |
+//! | `POST /tokens/revoke` `{"token"}` | `200` [`StatusResponse`] after revoking an unused token |
+//! | `GET /openapi.json` | this API as OpenAPI 3.1, generated from the handlers ([`ApiDoc`]) |
 //! | `GET /health` | liveness: `200 {"status": "ok"}` while the process serves |
 //! | `GET /health/ready` | readiness: `200 {"status": "ready"}` while the store can take writes, else `503` |
 //!
@@ -15,25 +18,29 @@
 //! token to two people.
 
 use crate::store::{AttemptId, StoreError};
-use crate::tokens::{IssueError, TokenService, ValidateError, Validated};
+use crate::tokens::{
+    Binding, IssueError, IssueOptions, Report, Standing, TokenService, ValidateError, Validated,
+};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use shared::{
-    IDEMPOTENCY_KEY_HEADER, IdempotencyKey, IssueResponse, MAX_BODY_BYTES, Reason, ValidateRequest,
-    ValidateResponse,
+    IDEMPOTENCY_KEY_HEADER, IdempotencyKey, IssueResponse, MAX_BODY_BYTES, Reason, StatusResponse,
+    TokenRequest, TokenState, ValidateRequest, ValidateResponse,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi;
 
 /// Browser origins allowed to call the API cross-origin (CORS), e.g. the S3/CloudFront site.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,6 +82,9 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
         // HEAD must not issue (and store) a token only to drop the body: 405, not axum's implicit
         // GET-as-HEAD.
         .route("/tokens", get(issue).head(method_not_allowed).post(validate))
+        .route("/tokens/status", post(status))
+        .route("/tokens/revoke", post(revoke))
+        .route("/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         .fallback(not_found)
@@ -100,22 +110,55 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
     )
 }
 
-/// Query of `GET /tokens`. Unknown parameters are refused, so a typo such as `?tll=60` is a 400
-/// rather than a silent 8-hour token.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IssueParams {
-    /// Lifetime in seconds.
-    ttl: Option<u64>,
-}
-
+/// `GET /tokens`: issues a token. Unknown query parameters are refused, so a typo such as
+/// `?tll=60` is a 400 rather than a silent 8-hour token.
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "tokens",
+    params(
+        ("ttl" = Option<u64>, Query, description = "Lifetime in seconds, 1 to the maximum (default 28800)"),
+        ("purpose" = Option<String>, Query, description = "Purpose to bind: 1-64 characters of [a-z0-9._-]"),
+        ("subject" = Option<String>, Query, description = "Subject to bind (the `sub` claim): 1-256 bytes of UTF-8, an opaque id, not an e-mail address"),
+        ("supersede" = Option<bool>, Query, description = "With purpose and subject: revoke every outstanding unused token of that pair"),
+    ),
+    responses(
+        (status = 200, description = "A token, stored before it is returned", body = IssueResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "A bad or unknown parameter (`bad_request`)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 409, description = "The pair already has the most unused tokens (`too_many_outstanding`)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 503, description = "Store unavailable or overloaded; nothing was stored", body = ValidateResponse, headers(("Retry-After" = u32, description = "seconds"), ("Cache-Control" = String, description = "no-store"))),
+        (status = 500, description = "Internal error", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+    )
+)]
 async fn issue(
     State(service): State<Arc<TokenService>>,
-    params: Result<Query<IssueParams>, QueryRejection>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<IssueResponse>, ApiError> {
-    let max = service.lifetimes().max_secs();
-    let ttl = params.map_err(|_| ApiError::from(IssueError::LifetimeOutOfRange { max }))?.0.ttl;
-    let issued = service.issue(ttl).await?;
+    let not_valid = |_| ApiError::BadRequest("the query string is not valid".into());
+    let mut options = IssueOptions::default();
+    for (name, value) in params.map_err(not_valid)?.0 {
+        match name.as_str() {
+            "ttl" => {
+                let max = service.lifetimes().max_secs();
+                let ttl = value.parse().map_err(|_| IssueError::LifetimeOutOfRange { max })?;
+                options.ttl = Some(ttl);
+            }
+            "purpose" => options.purpose = Some(value),
+            "subject" => options.subject = Some(value),
+            "supersede" => {
+                options.supersede = value
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest("supersede must be true or false".into()))?;
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {name:?}; the parameters are ttl, purpose, subject \
+                     and supersede"
+                )));
+            }
+        }
+    }
+    let issued = service.issue_with(options).await?;
     Ok(Json(IssueResponse { token: issued.token, expiration: rfc3339(issued.claims.exp)? }))
 }
 
@@ -127,11 +170,42 @@ fn rfc3339(epoch_seconds: i64) -> Result<String, ApiError> {
         .ok_or(ApiError::Internal("expiry out of the RFC 3339 range"))
 }
 
-/// Reads the body as JSON whatever its `Content-Type` says (the original service's clients send
-/// none, `text/plain`, or `application/json`), so a client gets a clear 400, never a 415.
+/// Reads the body as JSON of type `T` whatever its `Content-Type` says (the original service's
+/// clients send none, `text/plain`, or `application/json`), so a client gets a clear 400, never
+/// a 415.
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest("the request body could not be read".into()),
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            r#"the body must be JSON of the form {{"token": "<JWT>"}} ({})"#,
+            e.classify_message()
+        ))
+    })
+}
+
+/// `POST /tokens`: validates and consumes a token.
 ///
 /// The attempt id is the `Idempotency-Key` header, or a fresh one for this request; when the
 /// outcome is unknown, a fresh one is sent back in that header so the client can retry with it.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "tokens",
+    request_body(content = ValidateRequest, description = "Any Content-Type is read as JSON"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "This validation attempt's id: 1-128 characters of A-Za-z0-9-_.: (optionally as a quoted Structured Field string). Retries send the same key"),
+    ),
+    responses(
+        (status = 200, description = "Valid (`isValid: true`, maybe `replayed`) or refused (`isValid: false` with a `reason`: already_used, expired, invalid_signature, malformed_token, unknown_token, revoked, wrong_purpose, wrong_subject)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "Malformed body or Idempotency-Key (`bad_request`)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 413, description = "Body over 8 KiB (`payload_too_large`)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 503, description = "`unavailable` or `overloaded` (nothing changed), or `outcome_unknown` (retry with the same Idempotency-Key)", body = ValidateResponse, headers(("Retry-After" = u32, description = "seconds"), ("Idempotency-Key" = String, description = "with outcome_unknown when the request sent none: the key to retry with"), ("Cache-Control" = String, description = "no-store"))),
+        (status = 500, description = "Internal error", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+    )
+)]
 async fn validate(
     State(service): State<Arc<TokenService>>,
     headers: HeaderMap,
@@ -144,18 +218,11 @@ async fn validate(
             (AttemptId::from_key(key.map_err(ApiError::BadRequest)?), false)
         }
     };
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::BadRequest("the request body could not be read".into()),
-    })?;
-    let request: ValidateRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            r#"the body must be JSON of the form {{"token": "<JWT>"}} ({})"#,
-            e.classify_message()
-        ))
-    })?;
+    let request: ValidateRequest = json_body(body)?;
+    let binding =
+        Binding { purpose: request.purpose.as_deref(), subject: request.subject.as_deref() };
     let refused = |reason, e: ValidateError| ValidateResponse::refused(reason, e.to_string());
-    Ok(Json(match service.validate(&request.token, &attempt).await {
+    Ok(Json(match service.validate_bound(&request.token, binding, &attempt).await {
         Ok(Validated { replayed: None, .. }) => {
             ValidateResponse::valid("Token is valid and has now been used")
         }
@@ -170,17 +237,133 @@ async fn validate(
         Err(e @ ValidateError::AlreadyUsed { used_at }) => {
             ValidateResponse { used_at: Some(rfc3339(used_at)?), ..refused(Reason::AlreadyUsed, e) }
         }
-        Err(e @ ValidateError::Expired) => refused(Reason::Expired, e),
-        Err(e @ ValidateError::InvalidSignature) => refused(Reason::InvalidSignature, e),
-        Err(e @ ValidateError::Malformed(_)) => refused(Reason::MalformedToken, e),
-        Err(e @ ValidateError::UnknownToken) => refused(Reason::UnknownToken, e),
-        Err(e @ ValidateError::Revoked { .. }) => refused(Reason::Revoked, e),
         Err(ValidateError::Store(source @ StoreError::OutcomeUnknown(_))) => {
             return Err(ApiError::OutcomeUnknown { source, key: generated.then_some(attempt) });
         }
         Err(ValidateError::Store(e)) => return Err(e.into()),
+        Err(e) => refused(refusal(&e), e),
     }))
 }
+
+/// The reason of a refusal that is the token's fault (`Store` is not one).
+fn refusal(e: &ValidateError) -> Reason {
+    match e {
+        ValidateError::AlreadyUsed { .. } => Reason::AlreadyUsed,
+        ValidateError::Expired => Reason::Expired,
+        ValidateError::InvalidSignature => Reason::InvalidSignature,
+        ValidateError::Malformed(_) => Reason::MalformedToken,
+        ValidateError::UnknownToken => Reason::UnknownToken,
+        ValidateError::Revoked { .. } => Reason::Revoked,
+        ValidateError::WrongPurpose => Reason::WrongPurpose,
+        ValidateError::WrongSubject => Reason::WrongSubject,
+        ValidateError::Store(_) => Reason::Internal,
+    }
+}
+
+/// `POST /tokens/status`: where a token stands; never consumes or changes anything.
+#[utoipa::path(
+    post,
+    path = "/tokens/status",
+    tag = "tokens",
+    request_body(content = TokenRequest, description = "Any Content-Type is read as JSON"),
+    responses(
+        (status = 200, description = "The token's state; `invalid` with a `reason` (invalid_signature, malformed_token, unknown_token) for a token that is not ours, which touches no store", body = StatusResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "Malformed body (`bad_request`)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 413, description = "Body over 8 KiB (`payload_too_large`)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 503, description = "Store unavailable", body = ValidateResponse, headers(("Retry-After" = u32, description = "seconds"), ("Cache-Control" = String, description = "no-store"))),
+        (status = 500, description = "Internal error", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+    )
+)]
+async fn status(
+    State(service): State<Arc<TokenService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let request: TokenRequest = json_body(body)?;
+    report(service.status(&request.token).await)
+}
+
+/// `POST /tokens/revoke`: revokes an unused token; reports any other unchanged.
+#[utoipa::path(
+    post,
+    path = "/tokens/revoke",
+    tag = "tokens",
+    request_body(content = TokenRequest, description = "Any Content-Type is read as JSON"),
+    responses(
+        (status = 200, description = "`revoked` with `revokedAt` (now, or earlier if it was revoked before); `used` or `expired` unchanged; `invalid` with a `reason` for a token that is not ours", body = StatusResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "Malformed body (`bad_request`)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 413, description = "Body over 8 KiB (`payload_too_large`)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 503, description = "`unavailable` or `overloaded` (nothing changed), or `outcome_unknown` (ask /tokens/status)", body = ValidateResponse, headers(("Retry-After" = u32, description = "seconds"), ("Cache-Control" = String, description = "no-store"))),
+        (status = 500, description = "Internal error", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
+    )
+)]
+async fn revoke(
+    State(service): State<Arc<TokenService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let request: TokenRequest = json_body(body)?;
+    report(service.revoke(&request.token).await)
+}
+
+/// A status or revoke outcome as a [`StatusResponse`].
+fn report(outcome: Result<Report, ValidateError>) -> Result<Json<StatusResponse>, ApiError> {
+    let report = match outcome {
+        Ok(report) => report,
+        Err(ValidateError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            return Ok(Json(StatusResponse {
+                reason: Some(refusal(&e)),
+                ..StatusResponse::new(TokenState::Invalid)
+            }));
+        }
+    };
+    let (state, used_at, revoked_at) = match report.standing {
+        Standing::Unused => (TokenState::Unused, None, None),
+        Standing::Used { at } => (TokenState::Used, Some(rfc3339(at)?), None),
+        Standing::Expired => (TokenState::Expired, None, None),
+        Standing::Revoked { at } => (TokenState::Revoked, None, Some(rfc3339(at)?)),
+    };
+    Ok(Json(StatusResponse {
+        expiration: Some(rfc3339(report.claims.exp)?),
+        used_at,
+        revoked_at,
+        purpose: report.claims.purpose,
+        ..StatusResponse::new(state)
+    }))
+}
+
+/// `GET /openapi.json`: this API as OpenAPI 3.1.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document", content_type = "application/json", headers(("Cache-Control" = String, description = "no-store"))))
+)]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The OpenAPI 3.1 description of this API, generated from the handlers' `#[utoipa::path]`
+/// annotations and the `shared` wire types, so it cannot drift from the code.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "One-time token service",
+        description = "Issues JWTs (HS256) that work exactly once and expire on time. Every \
+            answer is JSON with Cache-Control: no-store; every error has the ValidateResponse \
+            shape with a `reason`."
+    ),
+    paths(issue, validate, status, revoke, health, ready, openapi),
+    components(schemas(
+        IssueResponse,
+        ValidateRequest,
+        ValidateResponse,
+        TokenRequest,
+        StatusResponse,
+        TokenState,
+        Reason
+    ))
+)]
+pub struct ApiDoc;
 
 /// A short, client-safe description of a JSON error: its category and position.
 trait ClassifyMessage {
@@ -204,10 +387,27 @@ impl ClassifyMessage for serde_json::Error {
     }
 }
 
+/// `GET /health`: liveness.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "meta",
+    responses((status = 200, description = "`{\"status\": \"ok\"}` while the process serves", body = serde_json::Value, headers(("Cache-Control" = String, description = "no-store"))))
+)]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// `GET /health/ready`: readiness.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "meta",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}` while the store can take writes", body = serde_json::Value, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 503, description = "The store cannot take writes now (`unavailable`)", body = ValidateResponse, headers(("Retry-After" = u32, description = "seconds"), ("Cache-Control" = String, description = "no-store"))),
+    )
+)]
 async fn ready(
     State(service): State<Arc<TokenService>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -235,11 +435,18 @@ pub enum ApiError {
     #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
     PayloadTooLarge,
     /// 404: no such route.
-    #[error("no such endpoint; the API is GET /tokens, POST /tokens and GET /health")]
+    #[error("no such endpoint; the API is described at GET /openapi.json")]
     NotFound,
     /// 405: the route exists but not with this method.
-    #[error("method not allowed; the API is GET /tokens, POST /tokens and GET /health")]
+    #[error("method not allowed; the API is described at GET /openapi.json")]
     MethodNotAllowed,
+    /// 409: the pair already has the most unused tokens; nothing was stored.
+    #[error(
+        "this purpose and subject already have {} unused tokens; issue with supersede=true to \
+         replace them",
+        crate::store::MAX_OUTSTANDING_PER_PAIR
+    )]
+    TooManyOutstanding,
     /// 503 `unavailable`: the token store could not be reached; nothing was changed.
     #[error("the token store is unavailable, try again shortly")]
     Unavailable(#[source] StoreError),
@@ -276,6 +483,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable(e),
             StoreError::Overloaded => Self::Overloaded,
+            StoreError::TooManyOutstanding => Self::TooManyOutstanding,
             StoreError::OutcomeUnknown(_) => Self::OutcomeUnknown { source: e, key: None },
             StoreError::Duplicate | StoreError::Internal(_) => Self::Store(e),
         }
@@ -285,7 +493,9 @@ impl From<StoreError> for ApiError {
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         match e {
-            IssueError::LifetimeOutOfRange { .. } => Self::BadRequest(e.to_string()),
+            IssueError::LifetimeOutOfRange { .. } | IssueError::BadBinding(_) => {
+                Self::BadRequest(e.to_string())
+            }
             // An insert whose outcome is unknown handed out no token: retrying is safe.
             IssueError::Store(StoreError::OutcomeUnknown(cause)) => {
                 Self::Unavailable(StoreError::Unavailable(cause))
@@ -303,6 +513,7 @@ impl IntoResponse for ApiError {
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, Reason::PayloadTooLarge),
             Self::NotFound => (S::NOT_FOUND, Reason::NotFound),
             Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, Reason::MethodNotAllowed),
+            Self::TooManyOutstanding => (S::CONFLICT, Reason::TooManyOutstanding),
             Self::Unavailable(_) | Self::NotReady(_) => {
                 (S::SERVICE_UNAVAILABLE, Reason::Unavailable)
             }

@@ -10,7 +10,9 @@
 
 use crate::clock::Clock;
 use crate::keys::SigningKey;
-use crate::store::{AttemptId, Consumed, StoreError, TokenRecord, TokenStore};
+use crate::store::{
+    AttemptId, Consumed, Pair, Revoked, State, StoreError, TokenRecord, TokenStore,
+};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -32,7 +34,7 @@ pub const MAX_TOKEN_BYTES: usize = 1024;
 pub const DEFAULT_REPLAY_WINDOW_SECS: u64 = 10 * 60;
 
 /// The claims of a token (RFC 7519 section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The token's identity: a random UUID v4, the key of its stored record.
     pub uuid: Uuid,
@@ -43,6 +45,68 @@ pub struct Claims {
     /// Not before, epoch seconds (RFC 7519 section 4.1.5). Never issued; honoured if present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Subject (RFC 7519 section 4.1.2): the opaque id of whom the token is for, 1 to
+    /// [`shared::MAX_SUBJECT_BYTES`] bytes; only when issued with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Purpose, a private claim (RFC 7519 section 4.3) named `purpose`: what the token may be
+    /// used for, 1 to 64 characters of `[a-z0-9._-]`; only when issued with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+/// What to issue: all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssueOptions {
+    /// Lifetime in seconds; default: the configured default lifetime.
+    pub ttl: Option<u64>,
+    /// The purpose to bind (`purpose` claim); see [`shared::check_purpose`].
+    pub purpose: Option<String>,
+    /// The subject to bind (`sub` claim); see [`shared::check_subject`].
+    pub subject: Option<String>,
+    /// Revoke every outstanding unused token of the same purpose and subject (both required).
+    pub supersede: bool,
+}
+
+/// What the caller of a validation accepts the token for: the token's `purpose` and `sub`
+/// must equal these (absent when absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Binding<'a> {
+    /// The purpose the caller accepts.
+    pub purpose: Option<&'a str>,
+    /// The subject the caller accepts.
+    pub subject: Option<&'a str>,
+}
+
+/// Where a genuine token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Unused and unexpired.
+    Unused,
+    /// Used at `at`, epoch seconds.
+    Used {
+        /// When, epoch seconds.
+        at: i64,
+    },
+    /// `exp` has passed.
+    Expired,
+    /// Revoked at `at`, epoch seconds.
+    Revoked {
+        /// When, epoch seconds.
+        at: i64,
+    },
+}
+
+/// A genuine token's claims and standing, from [`TokenService::status`] or
+/// [`TokenService::revoke`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Its claims.
+    pub claims: Claims,
+    /// Where it stands (after the call).
+    pub standing: Standing,
+    /// Whether this call changed it (a revoke that revoked).
+    pub changed: bool,
 }
 
 /// How long tokens live, in seconds: the default, and the most a caller may ask for.
@@ -116,6 +180,9 @@ pub enum IssueError {
         /// The longest lifetime allowed, seconds.
         max: u64,
     },
+    /// Purpose or subject out of range, or `supersede` without both; the text says which.
+    #[error("{0}")]
+    BadBinding(String),
     /// The record could not be stored, so no token was handed out.
     #[error(transparent)]
     Store(StoreError),
@@ -149,13 +216,19 @@ pub enum ValidateError {
         /// When it was revoked, epoch seconds.
         revoked_at: i64,
     },
+    /// Issued for another purpose than the caller accepts; not consumed.
+    #[error("Token was issued for another purpose")]
+    WrongPurpose,
+    /// Issued for another subject than the caller accepts; not consumed.
+    #[error("Token was issued for another subject")]
+    WrongSubject,
     /// The store could not be asked, or could not confirm the outcome.
     #[error(transparent)]
     Store(StoreError),
 }
 
 /// A token accepted by [`TokenService::validate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validated {
     /// Its claims.
     pub claims: Claims,
@@ -219,38 +292,88 @@ impl TokenService {
     /// record is durably stored before the token is returned.
     ///
     /// # Errors
-    /// [`IssueError::LifetimeOutOfRange`] for `ttl` outside `1..=max`; [`IssueError::Store`] if
-    /// the record could not be stored (then no token exists).
+    /// As [`TokenService::issue_with`].
     pub async fn issue(&self, ttl: Option<u64>) -> Result<Issued, IssueError> {
-        let ttl = ttl.unwrap_or(self.lifetimes.default);
+        self.issue_with(IssueOptions { ttl, ..IssueOptions::default() }).await
+    }
+
+    /// Issues a token as `options` say: lifetime, purpose (`purpose` claim), subject (`sub`
+    /// claim) and whether it supersedes the pair's outstanding tokens. The record is durably
+    /// stored (and the superseded ones revoked) before the token is returned.
+    ///
+    /// # Errors
+    /// [`IssueError::LifetimeOutOfRange`] for `ttl` outside `1..=max`;
+    /// [`IssueError::BadBinding`] for a purpose or subject out of range or `supersede` without
+    /// both; [`IssueError::Store`] if the record could not be stored (then no token exists).
+    pub async fn issue_with(&self, options: IssueOptions) -> Result<Issued, IssueError> {
+        let ttl = options.ttl.unwrap_or(self.lifetimes.default);
         if ttl == 0 || ttl > self.lifetimes.max {
             return Err(IssueError::LifetimeOutOfRange { max: self.lifetimes.max });
         }
+        let bad = IssueError::BadBinding;
+        options.purpose.as_deref().map(shared::check_purpose).transpose().map_err(bad)?;
+        options.subject.as_deref().map(shared::check_subject).transpose().map_err(bad)?;
+        let pair = match (&options.purpose, &options.subject) {
+            (Some(purpose), Some(subject)) => {
+                Some(Pair { purpose: purpose.clone(), subject: subject.clone() })
+            }
+            _ if options.supersede => {
+                return Err(bad("supersede=true needs both purpose and subject".into()));
+            }
+            _ => None,
+        };
         let iat = self.clock.now();
-        let claims = Claims { uuid: Uuid::new_v4(), iat, exp: iat + ttl as i64, nbf: None };
+        let claims = Claims {
+            uuid: Uuid::new_v4(),
+            iat,
+            exp: iat + ttl as i64,
+            nbf: None,
+            sub: options.subject,
+            purpose: options.purpose,
+        };
         let header = Header { typ: Some("JWT".into()), ..Header::new(Algorithm::HS256) };
         let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
             .map_err(|e| IssueError::Store(StoreError::Internal(e.into())))?;
-        self.store
-            .insert(TokenRecord { uuid: claims.uuid, expiry: claims.exp })
-            .await
-            .map_err(IssueError::Store)?;
+        let record = TokenRecord { uuid: claims.uuid, expiry: claims.exp, pair };
+        self.store.insert(&record, options.supersede, iat).await.map_err(IssueError::Store)?;
         Ok(Issued { token, claims })
     }
 
     /// Validates `token` and, if it is genuine, unexpired and unused, consumes it as `attempt`:
     /// this call is its single use. A retry by the same `attempt` within the replay window
-    /// (its answer was lost) is that success again, marked `replayed`.
+    /// (its answer was lost) is that success again, marked `replayed`. The caller accepts only
+    /// tokens issued without purpose and subject; see [`TokenService::validate_bound`].
     ///
     /// # Errors
-    /// A [`ValidateError`] saying why the token is refused, or `Store` if the store failed or
-    /// cannot confirm the outcome.
+    /// As [`TokenService::validate_bound`].
     pub async fn validate(
         &self,
         token: &str,
         attempt: &AttemptId,
     ) -> Result<Validated, ValidateError> {
+        self.validate_bound(token, Binding::default(), attempt).await
+    }
+
+    /// As [`TokenService::validate`], for a caller that accepts tokens bound to `binding`: a
+    /// token whose `purpose` or `sub` differs is refused before the store is asked, so it stays
+    /// usable by the right caller.
+    ///
+    /// # Errors
+    /// A [`ValidateError`] saying why the token is refused, or `Store` if the store failed or
+    /// cannot confirm the outcome.
+    pub async fn validate_bound(
+        &self,
+        token: &str,
+        binding: Binding<'_>,
+        attempt: &AttemptId,
+    ) -> Result<Validated, ValidateError> {
         let claims = self.verify(token)?;
+        if claims.purpose.as_deref() != binding.purpose {
+            return Err(ValidateError::WrongPurpose);
+        }
+        if claims.sub.as_deref() != binding.subject {
+            return Err(ValidateError::WrongSubject);
+        }
         let now = self.clock.now();
         match self.store.consume(claims.uuid, attempt, now).await {
             Ok(Consumed::Consumed) => Ok(Validated { claims, replayed: None }),
@@ -267,8 +390,59 @@ impl TokenService {
         }
     }
 
-    /// Checks signature and claims without touching the store.
+    /// Where `token` stands, changing nothing. A forged or malformed token never reaches the
+    /// store; an expired one is reported from its `exp` alone.
+    ///
+    /// # Errors
+    /// `InvalidSignature`/`Malformed` for a token that is not ours, `UnknownToken` for a
+    /// genuine one without a record, `Store` if the store failed.
+    pub async fn status(&self, token: &str) -> Result<Report, ValidateError> {
+        let claims = self.decode(token)?;
+        if self.clock.now() >= claims.exp {
+            return Ok(Report { claims, standing: Standing::Expired, changed: false });
+        }
+        let stored = self.store.status(claims.uuid).await.map_err(ValidateError::Store)?;
+        let standing = match stored.ok_or(ValidateError::UnknownToken)?.state {
+            State::Unused => Standing::Unused,
+            State::Used { at, .. } => Standing::Used { at },
+            State::Revoked { at } => Standing::Revoked { at },
+        };
+        Ok(Report { claims, standing, changed: false })
+    }
+
+    /// Revokes `token` if it is genuine, unexpired and unused (racing a validation, exactly one
+    /// of them wins); otherwise reports where it stands, unchanged.
+    ///
+    /// # Errors
+    /// As [`TokenService::status`].
+    pub async fn revoke(&self, token: &str) -> Result<Report, ValidateError> {
+        let claims = self.decode(token)?;
+        let now = self.clock.now();
+        if now >= claims.exp {
+            return Ok(Report { claims, standing: Standing::Expired, changed: false });
+        }
+        let revoked = self.store.revoke(claims.uuid, now).await.map_err(ValidateError::Store)?;
+        let (standing, changed) = match revoked {
+            Revoked::Revoked => (Standing::Revoked { at: now }, true),
+            Revoked::NotFound => return Err(ValidateError::UnknownToken),
+            Revoked::Expired => (Standing::Expired, false),
+            Revoked::Used { at } => (Standing::Used { at }, false),
+            Revoked::AlreadyRevoked { at } => (Standing::Revoked { at }, false),
+        };
+        Ok(Report { claims, standing, changed })
+    }
+
+    /// Checks signature and claims, including `exp`, without touching the store.
     fn verify(&self, token: &str) -> Result<Claims, ValidateError> {
+        let claims = self.decode(token)?;
+        if self.clock.now() >= claims.exp {
+            return Err(ValidateError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Checks signature and claims, all but `exp`, without touching the store.
+    fn decode(&self, token: &str) -> Result<Claims, ValidateError> {
         use ValidateError::Malformed;
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Malformed("longer than any token this service issues"));
@@ -281,7 +455,7 @@ impl TokenService {
                 | ErrorKind::UnsupportedAlgorithm
                 | ErrorKind::InvalidAlgorithmName => Malformed("the algorithm must be HS256"),
                 ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
-                    Malformed("claims must be uuid, iat and exp")
+                    Malformed("claims must be uuid, iat and exp, and sub and purpose strings")
                 }
                 ErrorKind::InvalidAudience
                 | ErrorKind::InvalidIssuer
@@ -293,8 +467,10 @@ impl TokenService {
             return Err(Malformed("typ must be JWT"));
         }
         let (claims, now) = (data.claims, self.clock.now());
-        if now >= claims.exp {
-            return Err(ValidateError::Expired);
+        if claims.purpose.as_deref().is_some_and(|p| shared::check_purpose(p).is_err())
+            || claims.sub.as_deref().is_some_and(|s| shared::check_subject(s).is_err())
+        {
+            return Err(Malformed("purpose or sub out of range"));
         }
         if claims.iat > now || claims.nbf.is_some_and(|nbf| nbf > now) {
             return Err(Malformed("issued in the future"));

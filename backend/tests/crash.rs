@@ -82,11 +82,8 @@ async fn validate(
     base: &str,
     token: &str,
 ) -> Result<ValidateResponse, reqwest::Error> {
-    let response = client
-        .post(format!("{base}/tokens"))
-        .json(&ValidateRequest { token: token.into() })
-        .send()
-        .await?;
+    let response =
+        client.post(format!("{base}/tokens")).json(&ValidateRequest::new(token)).send().await?;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await
 }
@@ -220,17 +217,17 @@ async fn acknowledged_tokens_survive_kill_9_under_load_and_none_validates_twice(
         let (used, valid): (Verdict, Verdict) = ((false, Some(Reason::AlreadyUsed)), (true, None));
 
         for (first, second) in join_all(seen.unused.iter().map(check)).await {
-            assert_eq!((first, second), (valid.clone(), used.clone()), "round {round}: unused");
+            assert_eq!((first, second), (valid, used), "round {round}: unused");
         }
         for (first, second) in join_all(seen.used.iter().map(check)).await {
-            assert_eq!((first, second), (used.clone(), used.clone()), "round {round}: used");
+            assert_eq!((first, second), (used, used), "round {round}: used");
         }
         for (first, second) in join_all(seen.in_flight.iter().map(check)).await {
             assert!(first == valid || first == used, "round {round}: in flight: {first:?}");
             assert_eq!(second, used, "round {round}: in flight, second validation");
         }
         for (first, second) in join_all(consumed_before.iter().map(check)).await {
-            assert_eq!((first, second), (used.clone(), used.clone()), "round {round}: earlier");
+            assert_eq!((first, second), (used, used), "round {round}: earlier");
         }
         consumed_before.extend(seen.unused.into_iter().chain(seen.used).chain(seen.in_flight));
     }

@@ -275,7 +275,7 @@ async fn worker(id: usize, base: Arc<String>, flags: Arc<Flags>) -> Seen {
             let request = client
                 .post(format!("{base}/tokens"))
                 .header("idempotency-key", &key)
-                .json(&ValidateRequest { token: token.clone() });
+                .json(&ValidateRequest::new(token.clone()));
             let validated = Exchange::send(request, &flags.outage, true).await;
             match validated.status {
                 StatusCode::OK => {
@@ -394,7 +394,7 @@ async fn twice(
         let response = client
             .post(format!("{base}/tokens"))
             .header("idempotency-key", key)
-            .json(&ValidateRequest { token: token.clone() })
+            .json(&ValidateRequest::new(token.clone()))
             .send()
             .await
             .unwrap();

@@ -197,7 +197,7 @@ fn an_issued_token_is_accepted_exactly_once_in_its_lifetime_and_never_outside_it
             } else if used {
                 prop_assert!(matches!(result, Err(ValidateError::AlreadyUsed { .. })), "at {offset}: {result:?}");
             } else {
-                prop_assert_eq!(result.unwrap(), issued.claims);
+                prop_assert_eq!(result.unwrap(), issued.claims.clone());
                 used = true;
             }
         }

@@ -57,7 +57,7 @@ pub async fn validate(
     key: &str,
 ) -> Result<ValidateResponse, ApiError> {
     let url = base.tokens_url();
-    let body = ValidateRequest { token: token.to_owned() };
+    let body = ValidateRequest::new(token);
     send(Request::post(&url).header(IDEMPOTENCY_KEY_HEADER, key), &url, Some(&body)).await
 }
 

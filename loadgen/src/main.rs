@@ -173,7 +173,7 @@ async fn pair(client: &reqwest::Client, issue_url: &str, validate_url: &str, tal
         Ok(issued) => issued.token,
         Err(e) => return tally.error(format!("issue: {e}")),
     };
-    let body = match serde_json::to_vec(&ValidateRequest { token }) {
+    let body = match serde_json::to_vec(&ValidateRequest::new(token)) {
         Ok(body) => body,
         Err(e) => return tally.error(format!("validate: encoding the request: {e}")),
     };

@@ -18,6 +18,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024;
 
 /// Body of `200 OK` from `GET /tokens`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssueResponse {
     /// The token: a compact JWS (RFC 7515 section 7.1), HS256-signed, with claims `uuid`, `iat`
     /// and `exp`.
@@ -30,14 +31,128 @@ pub struct IssueResponse {
 /// Body of `POST /tokens`.
 /// Unknown fields are ignored, as the original service did.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidateRequest {
     /// The token to validate and consume.
     pub token: String,
+    /// The purpose the caller accepts the token for. A token issued with a purpose is accepted
+    /// only when this names the same one (and one issued without, only when this is absent);
+    /// otherwise `wrong_purpose`, and the token is not consumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// The subject the caller accepts the token for, compared as `purpose` is (`wrong_subject`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl ValidateRequest {
+    /// A request for `token` with no purpose and no subject.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self { token: token.into(), purpose: None, subject: None }
+    }
+}
+
+/// Body of `POST /tokens/status` and `POST /tokens/revoke`. Unknown fields are ignored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenRequest {
+    /// The token to look at or revoke.
+    pub token: String,
+}
+
+/// Where a token stands, as `POST /tokens/status` and `POST /tokens/revoke` report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    /// Genuine, unexpired and not used: a validation now would succeed.
+    Unused,
+    /// Used (`usedAt` says when).
+    Used,
+    /// Its `exp` has passed.
+    Expired,
+    /// Revoked (`revokedAt` says when): by `POST /tokens/revoke` or by a superseding issue.
+    Revoked,
+    /// Not a token of this service (forged, malformed, or unknown): `reason` says which.
+    Invalid,
+}
+
+/// Body of `200 OK` from `POST /tokens/status` and `POST /tokens/revoke`. Times are RFC 3339
+/// UTC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    /// Where the token stands.
+    pub state: TokenState,
+    /// When it expires (its `exp`); absent for `invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<String>,
+    /// When it was used; with `used`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<String>,
+    /// When it was revoked; with `revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// The purpose it was issued for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Why it is `invalid`: `invalid_signature`, `malformed_token` or `unknown_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+impl StatusResponse {
+    /// A state with no times.
+    pub fn new(state: TokenState) -> Self {
+        Self {
+            state,
+            expiration: None,
+            used_at: None,
+            revoked_at: None,
+            purpose: None,
+            reason: None,
+        }
+    }
+}
+
+/// Longest `purpose`, in characters (each of `[a-z0-9._-]`).
+pub const MAX_PURPOSE_CHARS: usize = 64;
+/// Longest `subject`, in bytes of UTF-8.
+pub const MAX_SUBJECT_BYTES: usize = 256;
+
+/// Checks a purpose: 1 to [`MAX_PURPOSE_CHARS`] characters of `[a-z0-9._-]`, e.g.
+/// `password-reset`.
+///
+/// # Errors
+/// A message saying what is allowed, for a `400 bad_request`.
+pub fn check_purpose(purpose: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    if purpose.is_empty() || purpose.len() > MAX_PURPOSE_CHARS || !purpose.chars().all(allowed) {
+        return Err(format!(
+            "purpose must be 1 to {MAX_PURPOSE_CHARS} characters of a-z, 0-9, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a subject: 1 to [`MAX_SUBJECT_BYTES`] bytes of UTF-8. It is an opaque id, readable by
+/// whoever holds the token (claims are signed, not encrypted): use an account number, not an
+/// e-mail address.
+///
+/// # Errors
+/// A message saying what is allowed, for a `400 bad_request`.
+pub fn check_subject(subject: &str) -> Result<(), String> {
+    if subject.is_empty() || subject.len() > MAX_SUBJECT_BYTES {
+        return Err(format!("subject must be 1 to {MAX_SUBJECT_BYTES} bytes of UTF-8"));
+    }
+    Ok(())
 }
 
 /// Body of every `POST /tokens` answer, and of every error answer of the API (`4xx`, `5xx`), so
 /// a client reads one shape whatever happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ValidateResponse {
     /// `true` only when this attempt consumed a valid token: its single use happened now, or
@@ -61,6 +176,7 @@ pub struct ValidateResponse {
 ///
 /// The one list of reasons: the backend answers with them, the UI reads them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The token is genuine and unexpired but another attempt used it already (`usedAt` says
@@ -75,8 +191,16 @@ pub enum Reason {
     /// The token is genuine and unexpired, but the service has no record of it (its record was
     /// lost, or it was restored from a backup that predates it).
     UnknownToken,
-    /// The token was revoked before it was used.
+    /// The token was revoked before it was used (by `POST /tokens/revoke`, or superseded by a
+    /// newer token of the same purpose and subject).
     Revoked,
+    /// The token was issued for another purpose than the request names; it was not consumed.
+    WrongPurpose,
+    /// The token was issued for another subject than the request names; it was not consumed.
+    WrongSubject,
+    /// The purpose and subject already have the most unused tokens allowed; issue with
+    /// `supersede=true` instead (HTTP 409).
+    TooManyOutstanding,
     /// The request itself was malformed: not JSON, no string `token`, bad query parameter, bad
     /// `Idempotency-Key`.
     BadRequest,
@@ -99,13 +223,16 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in declaration order (for documentation and exhaustive tests).
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 17] = [
         Reason::AlreadyUsed,
         Reason::Expired,
         Reason::InvalidSignature,
         Reason::MalformedToken,
         Reason::UnknownToken,
         Reason::Revoked,
+        Reason::WrongPurpose,
+        Reason::WrongSubject,
+        Reason::TooManyOutstanding,
         Reason::BadRequest,
         Reason::NotFound,
         Reason::MethodNotAllowed,
@@ -125,6 +252,9 @@ impl Reason {
             Reason::MalformedToken => "malformed_token",
             Reason::UnknownToken => "unknown_token",
             Reason::Revoked => "revoked",
+            Reason::WrongPurpose => "wrong_purpose",
+            Reason::WrongSubject => "wrong_subject",
+            Reason::TooManyOutstanding => "too_many_outstanding",
             Reason::BadRequest => "bad_request",
             Reason::NotFound => "not_found",
             Reason::MethodNotAllowed => "method_not_allowed",
@@ -210,7 +340,17 @@ impl fmt::Debug for IssueResponse {
 
 impl fmt::Debug for ValidateRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ValidateRequest").field("token", &Redacted).finish()
+        f.debug_struct("ValidateRequest")
+            .field("token", &Redacted)
+            .field("purpose", &self.purpose)
+            .field("subject", &self.subject)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRequest").field("token", &Redacted).finish()
     }
 }
 
@@ -255,7 +395,7 @@ mod tests {
     #[test]
     fn debug_output_never_shows_a_token() {
         let issued = IssueResponse { token: "secret.jwt.value".into(), expiration: "x".into() };
-        let request = ValidateRequest { token: "secret.jwt.value".into() };
+        let request = ValidateRequest::new("secret.jwt.value");
         for printed in [format!("{issued:?}"), format!("{request:?}")] {
             assert!(!printed.contains("secret.jwt.value"), "{printed}");
             assert!(printed.contains("<redacted>"), "{printed}");
@@ -280,6 +420,32 @@ mod tests {
             serde_json::to_value(body).unwrap(),
             json!({"isValid": true, "message": "again", "replayed": true,
                    "usedAt": "2026-11-29T17:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn purposes_and_subjects_are_bounded() {
+        for good in ["password-reset", "a", "x.y_z-9", &"p".repeat(MAX_PURPOSE_CHARS)] {
+            assert!(check_purpose(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "Reset", "a b", "a/b", "é", &"p".repeat(MAX_PURPOSE_CHARS + 1)] {
+            assert!(check_purpose(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_subject("user-42").is_ok());
+        assert!(check_subject(&"é".repeat(MAX_SUBJECT_BYTES / 2)).is_ok());
+        assert!(check_subject("").is_err());
+        assert!(check_subject(&"s".repeat(MAX_SUBJECT_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn a_status_names_only_what_applies() {
+        let status = StatusResponse {
+            expiration: Some("2026-11-29T17:00:00Z".into()),
+            ..StatusResponse::new(TokenState::Unused)
+        };
+        assert_eq!(
+            serde_json::to_value(status).unwrap(),
+            json!({"state": "unused", "expiration": "2026-11-29T17:00:00Z"})
         );
     }
 

@@ -7,7 +7,10 @@
 //! Times are plain epoch seconds near 1000 and the records' uuids are fresh v4s, so checks never
 //! depend on the wall clock and can share one table.
 
-use super::{AttemptId, Consumed, StoreError, TokenRecord, TokenStore};
+use super::{
+    AttemptId, Consumed, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State, StoreError, Stored,
+    TokenRecord, TokenStore,
+};
 use futures::future::join_all;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -18,7 +21,7 @@ pub const CONTENDERS: usize = 64;
 pub const ROUNDS: usize = 20;
 
 fn record(expiry: i64) -> TokenRecord {
-    TokenRecord { uuid: Uuid::new_v4(), expiry }
+    TokenRecord { uuid: Uuid::new_v4(), expiry, pair: None }
 }
 
 fn used(at: i64, attempt: &AttemptId) -> Consumed {
@@ -28,7 +31,7 @@ fn used(at: i64, attempt: &AttemptId) -> Consumed {
 /// An inserted record is consumed once; a second attempt learns when and by whom.
 pub async fn an_inserted_token_is_consumed_exactly_once(store: &dyn TokenStore) {
     let (token, first, second) = (record(2_000), AttemptId::generate(), AttemptId::generate());
-    store.insert(token).await.unwrap();
+    store.insert(&token, false, 1_000).await.unwrap();
     assert_eq!(store.consume(token.uuid, &first, 1_000).await.unwrap(), Consumed::Consumed);
     assert_eq!(store.consume(token.uuid, &second, 1_001).await.unwrap(), used(1_000, &first));
 }
@@ -36,7 +39,7 @@ pub async fn an_inserted_token_is_consumed_exactly_once(store: &dyn TokenStore) 
 /// The winning attempt, retried (its answer was lost), finds its own use and changes nothing.
 pub async fn a_retry_of_the_winning_attempt_finds_its_own_use(store: &dyn TokenStore) {
     let (token, attempt) = (record(2_000), AttemptId::generate());
-    store.insert(token).await.unwrap();
+    store.insert(&token, false, 1_000).await.unwrap();
     assert_eq!(store.consume(token.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
     assert_eq!(store.consume(token.uuid, &attempt, 1_005).await.unwrap(), used(1_000, &attempt));
     assert_eq!(store.consume(token.uuid, &attempt, 1_009).await.unwrap(), used(1_000, &attempt));
@@ -52,10 +55,10 @@ pub async fn an_unknown_token_is_not_found(store: &dyn TokenStore) {
 /// different record under the same uuid is refused and changes nothing.
 pub async fn inserts_are_idempotent_and_never_overwrite(store: &dyn TokenStore) {
     let first = record(2_000);
-    store.insert(first).await.unwrap();
-    store.insert(first).await.unwrap();
-    let other = TokenRecord { expiry: 9_000, ..first };
-    assert!(matches!(store.insert(other).await, Err(StoreError::Duplicate)));
+    store.insert(&first, false, 1_000).await.unwrap();
+    store.insert(&first, false, 1_000).await.unwrap();
+    let other = TokenRecord { expiry: 9_000, ..first.clone() };
+    assert!(matches!(store.insert(&other, false, 1_000).await, Err(StoreError::Duplicate)));
     // Still the first record: expired at 2000, not 9000, and consumable once.
     let attempt = AttemptId::generate();
     assert_eq!(store.consume(first.uuid, &attempt, 2_000).await.unwrap(), Consumed::Expired);
@@ -65,9 +68,9 @@ pub async fn inserts_are_idempotent_and_never_overwrite(store: &dyn TokenStore) 
 /// A late or retried insert never brings a used token back.
 pub async fn a_late_insert_never_revives_a_used_token(store: &dyn TokenStore) {
     let (token, attempt) = (record(2_000), AttemptId::generate());
-    store.insert(token).await.unwrap();
+    store.insert(&token, false, 1_000).await.unwrap();
     assert_eq!(store.consume(token.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
-    store.insert(token).await.unwrap();
+    store.insert(&token, false, 1_000).await.unwrap();
     let other = AttemptId::generate();
     assert_eq!(store.consume(token.uuid, &other, 1_001).await.unwrap(), used(1_000, &attempt));
 }
@@ -76,8 +79,8 @@ pub async fn a_late_insert_never_revives_a_used_token(store: &dyn TokenStore) {
 /// (RFC 7519 section 4.1.4), even while it is still stored (TTL clean-up lags).
 pub async fn expiry_is_enforced_to_the_second(store: &dyn TokenStore) {
     let (early, late, attempt) = (record(1_000), record(1_000), AttemptId::generate());
-    store.insert(early).await.unwrap();
-    store.insert(late).await.unwrap();
+    store.insert(&early, false, 1_000).await.unwrap();
+    store.insert(&late, false, 1_000).await.unwrap();
     assert_eq!(store.consume(early.uuid, &attempt, 999).await.unwrap(), Consumed::Consumed);
     assert_eq!(store.consume(late.uuid, &attempt, 1_000).await.unwrap(), Consumed::Expired);
     assert_eq!(store.consume(late.uuid, &attempt, 5_000).await.unwrap(), Consumed::Expired);
@@ -86,7 +89,7 @@ pub async fn expiry_is_enforced_to_the_second(store: &dyn TokenStore) {
 /// Refusing an expired record does not change it or make it usable later: it stays expired.
 pub async fn a_refused_expired_record_is_never_consumed(store: &dyn TokenStore) {
     let (token, attempt) = (record(1_000), AttemptId::generate());
-    store.insert(token).await.unwrap();
+    store.insert(&token, false, 1_000).await.unwrap();
     assert_eq!(store.consume(token.uuid, &attempt, 1_001).await.unwrap(), Consumed::Expired);
     assert_eq!(store.consume(token.uuid, &attempt, 1_002).await.unwrap(), Consumed::Expired);
 }
@@ -98,7 +101,7 @@ pub async fn one_of_many_concurrent_consumes_wins(store: Arc<dyn TokenStore>) {
     let shared_key = AttemptId::generate();
     for round in 0..ROUNDS {
         let token = record(2_000);
-        store.insert(token).await.unwrap();
+        store.insert(&token, false, 1_000).await.unwrap();
         let tasks = (0..CONTENDERS).map(|i| {
             let store = Arc::clone(&store);
             let attempt = if i % 2 == 0 { shared_key.clone() } else { AttemptId::generate() };
@@ -123,8 +126,8 @@ pub async fn one_of_many_concurrent_consumes_wins(store: Arc<dyn TokenStore>) {
 pub async fn concurrent_inserts_store_one_record(store: Arc<dyn TokenStore>) {
     let token = record(2_000);
     let tasks = (0..CONTENDERS).map(|_| {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.insert(token).await })
+        let (store, token) = (Arc::clone(&store), token.clone());
+        tokio::spawn(async move { store.insert(&token, false, 1_000).await })
     });
     assert!(join_all(tasks).await.iter().all(|r| matches!(r, Ok(Ok(())))));
     let attempt = AttemptId::generate();
@@ -133,9 +136,8 @@ pub async fn concurrent_inserts_store_one_record(store: Arc<dyn TokenStore>) {
     let uuid = Uuid::new_v4();
     let tasks = (0..CONTENDERS).map(|i| {
         let store = Arc::clone(&store);
-        tokio::spawn(
-            async move { store.insert(TokenRecord { uuid, expiry: 2_000 + i as i64 }).await },
-        )
+        let token = TokenRecord { uuid, expiry: 2_000 + i as i64, pair: None };
+        tokio::spawn(async move { store.insert(&token, false, 1_000).await })
     });
     let results = join_all(tasks).await;
     let stored = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
@@ -147,10 +149,10 @@ pub async fn concurrent_inserts_store_one_record(store: Arc<dyn TokenStore>) {
 pub async fn interleaved_tokens_are_each_consumed_once(store: Arc<dyn TokenStore>) {
     let tokens: Vec<TokenRecord> = (0..200).map(|_| record(2_000)).collect();
     let tasks = tokens.iter().map(|token| {
-        let (store, token) = (Arc::clone(&store), *token);
+        let (store, token) = (Arc::clone(&store), token.clone());
         tokio::spawn(async move {
             let (a, b) = (AttemptId::generate(), AttemptId::generate());
-            store.insert(token).await.unwrap();
+            store.insert(&token, false, 1_000).await.unwrap();
             let first = store.consume(token.uuid, &a, 1_000).await.unwrap();
             let second = store.consume(token.uuid, &b, 1_000).await.unwrap();
             (first, second == used(1_000, &a))
@@ -159,6 +161,174 @@ pub async fn interleaved_tokens_are_each_consumed_once(store: Arc<dyn TokenStore
     for joined in join_all(tasks).await {
         assert_eq!(joined.unwrap(), (Consumed::Consumed, true));
     }
+}
+
+fn paired(expiry: i64, pair: &Pair) -> TokenRecord {
+    TokenRecord { pair: Some(pair.clone()), ..record(expiry) }
+}
+
+fn fresh_pair() -> Pair {
+    Pair { purpose: "password-reset".into(), subject: format!("user-{}", Uuid::new_v4()) }
+}
+
+async fn state(store: &dyn TokenStore, uuid: Uuid) -> State {
+    store.status(uuid).await.unwrap().unwrap().state
+}
+
+/// Revoke changes an unused record and reports every other one unchanged; a revoked record is
+/// never consumed.
+pub async fn revoke_changes_only_unused_tokens(store: &dyn TokenStore) {
+    let (unused, used, late) = (record(2_000), record(2_000), record(1_000));
+    let attempt = AttemptId::generate();
+    for token in [&unused, &used, &late] {
+        store.insert(token, false, 900).await.unwrap();
+    }
+    assert_eq!(store.revoke(unused.uuid, 1_000).await.unwrap(), Revoked::Revoked);
+    assert_eq!(
+        store.revoke(unused.uuid, 1_001).await.unwrap(),
+        Revoked::AlreadyRevoked { at: 1_000 }
+    );
+    assert_eq!(
+        store.consume(unused.uuid, &attempt, 1_002).await.unwrap(),
+        Consumed::Revoked { at: 1_000 }
+    );
+    assert_eq!(store.consume(used.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
+    assert_eq!(store.revoke(used.uuid, 1_001).await.unwrap(), Revoked::Used { at: 1_000 });
+    assert_eq!(store.revoke(late.uuid, 1_000).await.unwrap(), Revoked::Expired);
+    assert_eq!(store.revoke(Uuid::new_v4(), 1_000).await.unwrap(), Revoked::NotFound);
+    assert_eq!(state(store, used.uuid).await, State::Used { at: 1_000, attempt });
+    assert_eq!(state(store, late.uuid).await, State::Unused);
+}
+
+/// Status reads a record as it is and changes nothing.
+pub async fn status_reads_and_changes_nothing(store: &dyn TokenStore) {
+    let token = record(2_000);
+    store.insert(&token, false, 1_000).await.unwrap();
+    for _ in 0..3 {
+        let stored = store.status(token.uuid).await.unwrap();
+        assert_eq!(stored, Some(Stored { expiry: 2_000, state: State::Unused }));
+    }
+    let attempt = AttemptId::generate();
+    assert_eq!(store.consume(token.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
+    assert_eq!(state(store, token.uuid).await, State::Used { at: 1_000, attempt });
+    assert_eq!(store.status(Uuid::new_v4()).await.unwrap(), None);
+}
+
+/// Concurrent consumes and revokes of one record: exactly one of them wins, run [`ROUNDS`]
+/// times.
+pub async fn consume_and_revoke_race_and_exactly_one_wins(store: Arc<dyn TokenStore>) {
+    for round in 0..ROUNDS {
+        let token = record(2_000);
+        store.insert(&token, false, 1_000).await.unwrap();
+        let consumes = (0..CONTENDERS / 2).map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let attempt = AttemptId::generate();
+                store.consume(token.uuid, &attempt, 1_000).await.unwrap() == Consumed::Consumed
+            })
+        });
+        let revokes = (0..CONTENDERS / 2).map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store.revoke(token.uuid, 1_000).await.unwrap() == Revoked::Revoked
+            })
+        });
+        let (consumed, revoked) = futures::join!(join_all(consumes), join_all(revokes));
+        let consumed = consumed.into_iter().filter(|won| *won.as_ref().unwrap()).count();
+        let revoked = revoked.into_iter().filter(|won| *won.as_ref().unwrap()).count();
+        assert_eq!(consumed + revoked, 1, "round {round}: {consumed} consumed, {revoked} revoked");
+    }
+}
+
+/// A superseding insert revokes every unused token of its pair, and only of its pair; used
+/// tokens stay used.
+pub async fn supersede_revokes_the_pairs_unused_tokens(store: &dyn TokenStore) {
+    let (pair, other) = (fresh_pair(), fresh_pair());
+    let (a, b, used, elsewhere) =
+        (paired(2_000, &pair), paired(2_000, &pair), paired(2_000, &pair), paired(2_000, &other));
+    let unbound = record(2_000);
+    for token in [&a, &b, &used, &elsewhere, &unbound] {
+        store.insert(token, false, 1_000).await.unwrap();
+    }
+    let attempt = AttemptId::generate();
+    assert_eq!(store.consume(used.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
+    let newest = paired(2_000, &pair);
+    store.insert(&newest, true, 1_100).await.unwrap();
+    for token in [&a, &b] {
+        assert_eq!(state(store, token.uuid).await, State::Revoked { at: 1_100 });
+        let refused = store.consume(token.uuid, &attempt, 1_200).await.unwrap();
+        assert_eq!(refused, Consumed::Revoked { at: 1_100 });
+    }
+    assert_eq!(state(store, used.uuid).await, State::Used { at: 1_000, attempt });
+    for token in [&elsewhere, &unbound, &newest] {
+        assert_eq!(state(store, token.uuid).await, State::Unused);
+    }
+}
+
+/// Concurrent superseding inserts into one pair: afterwards exactly one of their tokens can be
+/// consumed.
+pub async fn concurrent_supersedes_leave_one_usable_token(store: Arc<dyn TokenStore>) {
+    let pair = fresh_pair();
+    let tokens: Vec<TokenRecord> = (0..8).map(|_| paired(2_000, &pair)).collect();
+    let inserts = tokens.iter().map(|token| {
+        let (store, token) = (Arc::clone(&store), token.clone());
+        tokio::spawn(async move { store.insert(&token, true, 1_000).await })
+    });
+    for inserted in join_all(inserts).await {
+        inserted.unwrap().unwrap();
+    }
+    let mut consumed = 0;
+    for token in &tokens {
+        let attempt = AttemptId::generate();
+        if store.consume(token.uuid, &attempt, 1_001).await.unwrap() == Consumed::Consumed {
+            consumed += 1;
+        }
+    }
+    assert_eq!(consumed, 1);
+}
+
+/// A superseding insert races the consume of an older token of its pair, [`ROUNDS`] times: the
+/// older one is either used before (and stays used) or revoked; the new one is always usable.
+pub async fn supersede_races_the_consume_of_an_older_token(store: Arc<dyn TokenStore>) {
+    let pair = fresh_pair();
+    for round in 0..ROUNDS {
+        let (old, new) = (paired(2_000, &pair), paired(2_000, &pair));
+        store.insert(&old, false, 1_000).await.unwrap();
+        let attempt = AttemptId::generate();
+        let (consumed, inserted) = futures::join!(
+            store.consume(old.uuid, &attempt, 1_000),
+            store.insert(&new, true, 1_000)
+        );
+        inserted.unwrap();
+        match consumed.unwrap() {
+            Consumed::Consumed => {
+                assert_eq!(state(&*store, old.uuid).await, State::Used { at: 1_000, attempt });
+            }
+            Consumed::Revoked { at: 1_000 } => {
+                assert_eq!(state(&*store, old.uuid).await, State::Revoked { at: 1_000 });
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+        let attempt = AttemptId::generate();
+        assert_eq!(store.consume(new.uuid, &attempt, 1_001).await.unwrap(), Consumed::Consumed);
+    }
+}
+
+/// A pair holds at most [`MAX_OUTSTANDING_PER_PAIR`] unused tokens; superseding always works.
+pub async fn a_full_pair_refuses_more_tokens_until_superseded(store: &dyn TokenStore) {
+    let pair = fresh_pair();
+    let tokens: Vec<TokenRecord> =
+        (0..MAX_OUTSTANDING_PER_PAIR).map(|_| paired(2_000, &pair)).collect();
+    for token in &tokens {
+        store.insert(token, false, 1_000).await.unwrap();
+    }
+    let one_more = paired(2_000, &pair);
+    let refused = store.insert(&one_more, false, 1_000).await;
+    assert!(matches!(refused, Err(StoreError::TooManyOutstanding)), "{refused:?}");
+    assert_eq!(store.status(one_more.uuid).await.unwrap(), None);
+    store.insert(&one_more, true, 1_000).await.unwrap();
+    assert_eq!(state(store, tokens[0].uuid).await, State::Revoked { at: 1_000 });
+    assert_eq!(state(store, one_more.uuid).await, State::Unused);
 }
 
 /// A store that has just opened is ready.
@@ -181,12 +351,19 @@ macro_rules! suite {
                 an_unknown_token_is_not_found,
                 inserts_are_idempotent_and_never_overwrite,
                 a_late_insert_never_revives_a_used_token,
+                revoke_changes_only_unused_tokens,
+                status_reads_and_changes_nothing,
+                supersede_revokes_the_pairs_unused_tokens,
+                a_full_pair_refuses_more_tokens_until_superseded,
                 expiry_is_enforced_to_the_second,
                 a_refused_expired_record_is_never_consumed,
                 a_fresh_store_is_ready);
             $crate::store::conformance::suite!(@shared $open;
                 one_of_many_concurrent_consumes_wins,
                 concurrent_inserts_store_one_record,
+                consume_and_revoke_race_and_exactly_one_wins,
+                concurrent_supersedes_leave_one_usable_token,
+                supersede_races_the_consume_of_an_older_token,
                 interleaved_tokens_are_each_consumed_once);
         }
     };

@@ -32,7 +32,10 @@
 //! TTL deletes expired items within days, not seconds, so expiry is enforced by the condition;
 //! TTL only cleans up.
 
-use super::{AttemptId, Cause, Consumed, StoreError, TokenRecord, TokenStore};
+use super::{
+    AttemptId, Cause, Consumed, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State, StoreError, Stored,
+    TokenRecord, TokenStore,
+};
 use crate::contract::{PARTITION_KEY, TTL_ATTRIBUTE};
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -44,10 +47,12 @@ use aws_sdk_dynamodb::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, SharedHttpClient};
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
+    Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
 };
 use aws_smithy_http_client::{Builder, tls};
 use std::collections::HashMap;
@@ -64,6 +69,18 @@ pub const USED_AT: &str = "usedAt";
 pub const ATTEMPT_ID: &str = "attemptId";
 /// Attribute: when the token was revoked, a Number of epoch seconds.
 pub const REVOKED_AT: &str = "revokedAt";
+/// Attribute: the purpose a token is bound to, a String (only with a subject).
+pub const PURPOSE: &str = "purpose";
+/// Attribute: the subject a token is bound to, a String (only with a purpose).
+pub const SUBJECT: &str = "subject";
+/// Attribute of a pair item: its unused tokens, a Map of uuid to expiry (Number).
+pub const OUTSTANDING: &str = "outstanding";
+/// Attribute of a pair item: a Number incremented by every write, for optimistic locking.
+pub const VERSION: &str = "version";
+/// Prefix of a pair item's key: `pair#<purpose>#<subject>` (a purpose never holds `#`).
+pub const PAIR_PREFIX: &str = "pair#";
+/// How often an insert into a pair is tried again when a concurrent one changed the pair.
+pub const PAIR_TRIES: usize = 8;
 /// `state` of a token not yet used.
 pub const UNUSED: &str = "unused";
 /// `state` of a used token.
@@ -201,11 +218,8 @@ impl DynamoStore {
             .map_err(classify)?;
         Ok(true)
     }
-}
-
-#[async_trait]
-impl TokenStore for DynamoStore {
-    async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
+    /// A record without a pair: one conditional `PutItem`.
+    async fn put(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let reached = Reached::default();
         let put = self
             .client
@@ -237,6 +251,298 @@ impl TokenStore for DynamoStore {
             },
             Err(e) => Err(reached.error(classify(e))),
         }
+    }
+
+    /// A record of a pair: one transaction with the pair's item, which lists the pair's unused
+    /// tokens and carries a version, so that concurrent inserts into one pair serialize; with
+    /// `supersede` the same transaction revokes the listed tokens that are still unused.
+    async fn insert_into_pair(
+        &self,
+        record: &TokenRecord,
+        pair: &Pair,
+        supersede: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let pair_key = format!("{PAIR_PREFIX}{}#{}", pair.purpose, pair.subject);
+        for _ in 0..PAIR_TRIES {
+            let (version, listed) = self.read_pair(&pair_key, now).await?;
+            let unused = self.still_unused(&listed, now).await?;
+            if !supersede && unused.len() >= MAX_OUTSTANDING_PER_PAIR {
+                return Err(StoreError::TooManyOutstanding);
+            }
+            let mut keep: HashMap<String, AttributeValue> = if supersede {
+                HashMap::new()
+            } else {
+                unused
+                    .iter()
+                    .map(|(id, exp)| (id.clone(), AttributeValue::N(exp.to_string())))
+                    .collect()
+            };
+            keep.insert(record.uuid.to_string(), AttributeValue::N(record.expiry.to_string()));
+            let latest = unused.iter().map(|(_, exp)| *exp).chain([record.expiry]).max();
+            let mut items = vec![
+                self.put_token(record, pair)?,
+                self.update_pair(&pair_key, version, keep, latest)?,
+            ];
+            if supersede {
+                for (id, _) in &unused {
+                    items.push(self.revoke_listed(id, now)?);
+                }
+            }
+            let reached = Reached::default();
+            let written = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                // Makes the SDK's own retries of this exact request idempotent (10 minutes).
+                .client_request_token(Uuid::new_v4().to_string())
+                .customize()
+                .interceptor(reached.clone())
+                .send()
+                .await;
+            let error = match written {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(e)) => e.into_err(),
+                Err(e) => return Err(reached.error(classify(e))),
+            };
+            match error {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    let reasons = cancelled.cancellation_reasons.unwrap_or_default();
+                    let failed = |i: usize| {
+                        reasons.get(i).and_then(|r| r.code.as_deref())
+                            == Some("ConditionalCheckFailed")
+                    };
+                    if failed(0) {
+                        // The token exists: ours (a lost answer) or a collision.
+                        let old = reasons[0].item.clone().unwrap_or_default();
+                        return if number(&old, TTL_ATTRIBUTE) == Some(record.expiry) {
+                            Ok(())
+                        } else {
+                            Err(StoreError::Duplicate)
+                        };
+                    }
+                    // The pair changed, a listed token was used, or a conflicting
+                    // transaction ran: read the pair again and retry.
+                    tokio::time::sleep(Duration::from_millis(5 + rand_jitter())).await;
+                }
+                other => {
+                    return Err(
+                        reached.error(classify_code(other.code().map(str::to_owned), other))
+                    );
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            format!("the pair changed {PAIR_TRIES} times while inserting; try again").into(),
+        ))
+    }
+
+    /// The pair item's version (0 if there is none) and its listed tokens that are unexpired at
+    /// `now`, as (uuid, expiry).
+    async fn read_pair(
+        &self,
+        key: &str,
+        now: i64,
+    ) -> Result<(i64, Vec<(String, i64)>), StoreError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(key.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        let Some(item) = got.item else { return Ok((0, Vec::new())) };
+        let version = number(&item, VERSION).unwrap_or(0);
+        let listed = item
+            .get(OUTSTANDING)
+            .and_then(|v| v.as_m().ok())
+            .map(|map| {
+                map.iter()
+                    .filter_map(|(id, exp)| Some((id.clone(), exp.as_n().ok()?.parse().ok()?)))
+                    .filter(|(_, exp)| now < *exp)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((version, listed))
+    }
+
+    /// Those of `listed` whose record is still unused (one consistent `BatchGetItem`; keys it
+    /// leaves unprocessed count as unused, and the transaction's condition decides).
+    async fn still_unused(
+        &self,
+        listed: &[(String, i64)],
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = listed
+            .iter()
+            .map(|(id, _)| {
+                HashMap::from([(PARTITION_KEY.to_owned(), AttributeValue::S(id.clone()))])
+            })
+            .collect();
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(internal)?;
+        let got = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await
+            .map_err(classify)?;
+        let used: std::collections::HashSet<String> = got
+            .responses
+            .unwrap_or_default()
+            .remove(&self.table)
+            .unwrap_or_default()
+            .iter()
+            .filter(|item| !matches!(stored(item), Ok(Stored { state: State::Unused, expiry }) if now < expiry))
+            .filter_map(|item| item.get(PARTITION_KEY)?.as_s().ok().cloned())
+            .collect();
+        Ok(listed.iter().filter(|(id, _)| !used.contains(id)).cloned().collect())
+    }
+
+    fn put_token(
+        &self,
+        record: &TokenRecord,
+        pair: &Pair,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item(PARTITION_KEY, AttributeValue::S(record.uuid.to_string()))
+            .item(TTL_ATTRIBUTE, AttributeValue::N(record.expiry.to_string()))
+            .item(STATE, AttributeValue::S(UNUSED.into()))
+            .item(PURPOSE, AttributeValue::S(pair.purpose.clone()))
+            .item(SUBJECT, AttributeValue::S(pair.subject.clone()))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", PARTITION_KEY)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(internal)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn update_pair(
+        &self,
+        key: &str,
+        version: i64,
+        outstanding: HashMap<String, AttributeValue>,
+        latest: Option<i64>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let condition =
+            if version == 0 { "attribute_not_exists(#id)" } else { "#version = :version" };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(key.into()))
+            .update_expression(
+                "SET #outstanding = :outstanding, #version = :next, #expiry = :expiry",
+            )
+            .condition_expression(condition)
+            .expression_attribute_names("#outstanding", OUTSTANDING)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_names("#expiry", TTL_ATTRIBUTE)
+            .expression_attribute_values(":outstanding", AttributeValue::M(outstanding))
+            .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
+            // TTL removes the pair item once its last token has expired.
+            .expression_attribute_values(
+                ":expiry",
+                AttributeValue::N(latest.unwrap_or(0).to_string()),
+            );
+        update = if version == 0 {
+            update.expression_attribute_names("#id", PARTITION_KEY)
+        } else {
+            update.expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+        };
+        Ok(TransactWriteItem::builder().update(update.build().map_err(internal)?).build())
+    }
+
+    fn revoke_listed(&self, id: &str, now: i64) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(id.into()))
+            .update_expression("SET #state = :revoked, #revokedAt = :now")
+            .condition_expression("#state = :unused")
+            .expression_attribute_names("#state", STATE)
+            .expression_attribute_names("#revokedAt", REVOKED_AT)
+            .expression_attribute_values(":revoked", AttributeValue::S(REVOKED.into()))
+            .expression_attribute_values(":unused", AttributeValue::S(UNUSED.into()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .build()
+            .map_err(internal)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+}
+
+#[async_trait]
+impl TokenStore for DynamoStore {
+    async fn insert(
+        &self,
+        record: &TokenRecord,
+        supersede: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match &record.pair {
+            Some(pair) => self.insert_into_pair(record, pair, supersede, now).await,
+            None => self.put(record).await,
+        }
+    }
+
+    async fn revoke(&self, uuid: Uuid, now: i64) -> Result<Revoked, StoreError> {
+        let reached = Reached::default();
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(uuid.to_string()))
+            .update_expression("SET #state = :revoked, #revokedAt = :now")
+            .condition_expression("attribute_exists(#id) AND #state = :unused AND #expiry > :now")
+            .expression_attribute_names("#id", PARTITION_KEY)
+            .expression_attribute_names("#expiry", TTL_ATTRIBUTE)
+            .expression_attribute_names("#state", STATE)
+            .expression_attribute_names("#revokedAt", REVOKED_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":revoked", AttributeValue::S(REVOKED.into()))
+            .expression_attribute_values(":unused", AttributeValue::S(UNUSED.into()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(reached.clone())
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(Revoked::Revoked),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => {
+                    Ok(match failed.item.map(|old| found(&old, now)).transpose()? {
+                        None => Revoked::NotFound,
+                        Some(Consumed::Expired) => Revoked::Expired,
+                        Some(Consumed::Used { at, .. }) => Revoked::Used { at },
+                        Some(Consumed::Revoked { at }) => Revoked::AlreadyRevoked { at },
+                        Some(other) => return Err(internal(format!("revoke found {other:?}"))),
+                    })
+                }
+                other => Err(reached.error(classify_code(other.code().map(str::to_owned), other))),
+            },
+            Err(e) => Err(reached.error(classify(e))),
+        }
+    }
+
+    async fn status(&self, uuid: Uuid) -> Result<Option<Stored>, StoreError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(uuid.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        got.item.map(|item| stored(&item)).transpose()
     }
 
     async fn consume(
@@ -308,6 +614,29 @@ fn found(item: &HashMap<String, AttributeValue>, now: i64) -> Result<Consumed, S
         }
         _ => Err(malformed()),
     }
+}
+
+/// A token item as a [`Stored`] record.
+fn stored(item: &HashMap<String, AttributeValue>) -> Result<Stored, StoreError> {
+    let malformed = || internal(format!("malformed item: {item:?}"));
+    let expiry = number(item, TTL_ATTRIBUTE).ok_or_else(malformed)?;
+    let state = match item.get(STATE).and_then(|v| v.as_s().ok()).map(String::as_str) {
+        Some(UNUSED) => State::Unused,
+        Some(USED) => State::Used {
+            at: number(item, USED_AT).ok_or_else(malformed)?,
+            attempt: AttemptId::stored(
+                item.get(ATTEMPT_ID).and_then(|v| v.as_s().ok()).ok_or_else(malformed)?.as_str(),
+            ),
+        },
+        Some(REVOKED) => State::Revoked { at: number(item, REVOKED_AT).ok_or_else(malformed)? },
+        _ => return Err(malformed()),
+    };
+    Ok(Stored { expiry, state })
+}
+
+/// 0 to 15 ms, so that retries of colliding transactions spread out.
+fn rand_jitter() -> u64 {
+    u64::from(Uuid::new_v4().as_bytes()[0] % 16)
 }
 
 /// A Number attribute as `i64`.
@@ -486,7 +815,10 @@ pub(crate) mod tests {
     async fn items_hold_uuid_as_a_string_and_expiry_as_epoch_seconds() {
         let store = fresh_store().await;
         let uuid = Uuid::new_v4();
-        store.insert(TokenRecord { uuid, expiry: 1_234_567_890 }).await.unwrap();
+        store
+            .insert(&TokenRecord { uuid, expiry: 1_234_567_890, pair: None }, false, 1_000)
+            .await
+            .unwrap();
         let item = store
             .client
             .get_item()
@@ -513,7 +845,9 @@ pub(crate) mod tests {
             local_config_with("http://127.0.0.1:9", ATTEMPT_TIMEOUT, OPERATION_TIMEOUT).await;
         let store = DynamoStore::new(&config, "TokenTable");
         let started = std::time::Instant::now();
-        let refused = store.insert(TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000 }).await;
+        let refused = store
+            .insert(&TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000, pair: None }, false, 1_000)
+            .await;
         assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
         let consumed = store.consume(Uuid::new_v4(), &AttemptId::generate(), 1_000).await;
         assert!(matches!(consumed, Err(StoreError::Unavailable(_))), "{consumed:?}");

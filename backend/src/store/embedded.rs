@@ -19,12 +19,18 @@
 //! [`Options::queue_capacity`] operations and each waits at most [`Options::deadline`]: beyond
 //! either, [`StoreError::Overloaded`], so overload never means unbounded memory or a hang.
 //!
-//! Tables: `records` maps a uuid (as `u128`) to `(expiry, state, at, attempt)`: expiry in epoch
-//! seconds, state 0 unused / 1 used / 2 revoked, `at` the epoch second of the change (0 while
-//! unused) and the attempt id that used it (empty otherwise). `records_by_expiry` holds
-//! `(expiry, uuid)` so that [`EmbeddedStore::sweep_expired`] reads only expired records.
+//! Tables: `records` maps a uuid (as `u128`) to `(expiry, state, at, attempt, purpose,
+//! subject)`: expiry in epoch seconds, state 0 unused / 1 used / 2 revoked, `at` the epoch second
+//! of the change (0 while unused), the attempt id that used it (empty otherwise), and the pair
+//! it is bound to (empty strings for none). `records_by_expiry` holds `(expiry, uuid)` so that
+//! [`EmbeddedStore::sweep_expired`] reads only expired records; `records_by_pair` holds
+//! `(purpose, subject, uuid)` of the records bound to a pair, for `supersede`. Reads
+//! (`status`) go through the writer too and, alone in a batch, commit nothing.
 
-use super::{AttemptId, Cause, Consumed, StoreError, TokenRecord, TokenStore};
+use super::{
+    AttemptId, Cause, Consumed, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State, StoreError, Stored,
+    TokenRecord, TokenStore,
+};
 use async_trait::async_trait;
 use redb::{Database, DatabaseError, ReadableTable, Table, TableDefinition, TableHandle};
 use std::path::Path;
@@ -36,10 +42,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-/// `(expiry, state, at, attempt)`; see the module documentation.
-type Row = (i64, u8, i64, &'static str);
+/// `(expiry, state, at, attempt, purpose, subject)`; see the module documentation.
+type Row = (i64, u8, i64, &'static str, &'static str, &'static str);
 const RECORDS: TableDefinition<u128, Row> = TableDefinition::new("records");
 const BY_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("records_by_expiry");
+const BY_PAIR: TableDefinition<(&str, &str, u128), ()> = TableDefinition::new("records_by_pair");
 /// A probe write lands here: one key, overwritten.
 const PROBE: TableDefinition<u8, i64> = TableDefinition::new("probe");
 /// The table of earlier versions (uuid to expiry, unused records only); migrated on open.
@@ -98,8 +105,10 @@ struct Op {
 }
 
 enum Request {
-    Insert(TokenRecord),
+    Insert(TokenRecord, bool, i64),
     Consume(Uuid, AttemptId, i64),
+    Revoke(Uuid, i64),
+    Status(Uuid),
     Sweep(i64),
 }
 
@@ -108,6 +117,8 @@ enum Request {
 enum Outcome {
     Inserted,
     Consumed(Consumed),
+    Revoked(Revoked),
+    Status(Option<Stored>),
     Swept(usize),
 }
 
@@ -161,7 +172,7 @@ impl EmbeddedStore {
     }
 
     async fn call(&self, request: Request, wait: Duration) -> Result<Outcome, StoreError> {
-        let consume = matches!(request, Request::Consume(..));
+        let consume = matches!(request, Request::Consume(..) | Request::Revoke(..));
         let deadline = Instant::now() + wait;
         let (reply, answer) = oneshot::channel();
         let sent = match &self.ops {
@@ -190,9 +201,28 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl TokenStore for EmbeddedStore {
-    async fn insert(&self, record: TokenRecord) -> Result<(), StoreError> {
-        match self.call(Request::Insert(record), self.deadline).await? {
+    async fn insert(
+        &self,
+        record: &TokenRecord,
+        supersede: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match self.call(Request::Insert(record.clone(), supersede, now), self.deadline).await? {
             Outcome::Inserted => Ok(()),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    async fn revoke(&self, uuid: Uuid, now: i64) -> Result<Revoked, StoreError> {
+        match self.call(Request::Revoke(uuid, now), self.deadline).await? {
+            Outcome::Revoked(revoked) => Ok(revoked),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    async fn status(&self, uuid: Uuid) -> Result<Option<Stored>, StoreError> {
+        match self.call(Request::Status(uuid), self.deadline).await? {
+            Outcome::Status(stored) => Ok(stored),
             other => Err(mismatch(&other)),
         }
     }
@@ -241,6 +271,7 @@ fn prepare(db: &Database) -> Result<(), redb::Error> {
     {
         let mut records = tx.open_table(RECORDS)?;
         let mut by_expiry = tx.open_table(BY_EXPIRY)?;
+        tx.open_table(BY_PAIR)?;
         tx.open_table(PROBE)?;
         let legacy = tx.list_tables()?.any(|t| t.name() == LEGACY_TOKENS.name());
         if legacy {
@@ -248,7 +279,7 @@ fn prepare(db: &Database) -> Result<(), redb::Error> {
             for entry in old.iter()? {
                 let (id, expiry) = entry?;
                 let (id, expiry) = (id.value(), expiry.value());
-                records.insert(id, (expiry, UNUSED, 0, ""))?;
+                records.insert(id, (expiry, UNUSED, 0, "", "", ""))?;
                 by_expiry.insert((expiry, id), ())?;
             }
             drop(old);
@@ -332,7 +363,9 @@ impl Writer {
                 for op in batch {
                     let cause: Cause = cause.clone().into();
                     let error = match op.request {
-                        Request::Consume(..) if maybe_applied => StoreError::OutcomeUnknown(cause),
+                        Request::Consume(..) | Request::Revoke(..) if maybe_applied => {
+                            StoreError::OutcomeUnknown(cause)
+                        }
                         _ => StoreError::Unavailable(cause),
                     };
                     drop(op.reply.send(Err(error)));
@@ -391,11 +424,17 @@ fn apply(db: &Database, batch: &[Op]) -> Result<Answers, Failure> {
         let mut tables = Tables {
             records: tx.open_table(RECORDS).map_err(|e| before(e.into()))?,
             by_expiry: tx.open_table(BY_EXPIRY).map_err(|e| before(e.into()))?,
+            by_pair: tx.open_table(BY_PAIR).map_err(|e| before(e.into()))?,
         };
         batch.iter().map(|op| tables.apply(&op.request)).collect::<Result<Answers, _>>()
     }
     .map_err(before)?;
-    tx.commit().map_err(|e| Failure::InCommit(e.into()))?;
+    if batch.iter().all(|op| matches!(op.request, Request::Status(_))) {
+        // Only reads: nothing to make durable, no fsync.
+        tx.abort().map_err(|e| before(e.into()))?;
+    } else {
+        tx.commit().map_err(|e| Failure::InCommit(e.into()))?;
+    }
     Ok(outcomes)
 }
 
@@ -403,45 +442,97 @@ fn apply(db: &Database, batch: &[Op]) -> Result<Answers, Failure> {
 struct Tables<'tx> {
     records: Table<'tx, u128, Row>,
     by_expiry: Table<'tx, (i64, u128), ()>,
+    by_pair: Table<'tx, (&'static str, &'static str, u128), ()>,
+}
+
+/// A record as read from the `records` table.
+struct Record {
+    expiry: i64,
+    state: State,
+    pair: Option<Pair>,
+}
+
+impl Record {
+    fn read(row: (i64, u8, i64, &str, &str, &str)) -> Self {
+        let (expiry, state, at, attempt, purpose, subject) = row;
+        let state = match state {
+            UNUSED => State::Unused,
+            REVOKED => State::Revoked { at },
+            _ => State::Used { at, attempt: AttemptId::stored(attempt) },
+        };
+        let pair = (!purpose.is_empty())
+            .then(|| Pair { purpose: purpose.to_owned(), subject: subject.to_owned() });
+        Self { expiry, state, pair }
+    }
 }
 
 impl Tables<'_> {
     /// Applies one operation; `Err` fails the whole batch, `Ok(Err)` only this operation.
     fn apply(&mut self, request: &Request) -> Result<Result<Outcome, StoreError>, redb::Error> {
         Ok(Ok(match request {
-            Request::Insert(record) => {
+            Request::Insert(record, supersede, now) => {
                 let id = record.uuid.as_u128();
-                if let Some(found) = self.records.get(id)? {
+                if let Some(found) = self.get(id)? {
                     // Our own earlier insert (same expiry) is a success; anything else is not.
-                    return Ok(if found.value().0 == record.expiry {
+                    return Ok(if found.expiry == record.expiry {
                         Ok(Outcome::Inserted)
                     } else {
                         Err(StoreError::Duplicate)
                     });
                 }
-                self.records.insert(id, (record.expiry, UNUSED, 0, ""))?;
+                if let Some(pair) = &record.pair {
+                    let outstanding = self.outstanding(pair, *now)?;
+                    if *supersede {
+                        for other in outstanding {
+                            self.set(other, REVOKED, *now, "")?;
+                        }
+                    } else if outstanding.len() >= MAX_OUTSTANDING_PER_PAIR {
+                        return Ok(Err(StoreError::TooManyOutstanding));
+                    }
+                    self.by_pair.insert((pair.purpose.as_str(), pair.subject.as_str(), id), ())?;
+                }
+                let (purpose, subject) = record
+                    .pair
+                    .as_ref()
+                    .map_or(("", ""), |p| (p.purpose.as_str(), p.subject.as_str()));
+                self.records.insert(id, (record.expiry, UNUSED, 0, "", purpose, subject))?;
                 self.by_expiry.insert((record.expiry, id), ())?;
                 Outcome::Inserted
             }
             Request::Consume(uuid, attempt, now) => {
                 let id = uuid.as_u128();
-                let found = self.records.get(id)?.map(|row| {
-                    let (expiry, state, at, used_by) = row.value();
-                    (expiry, state, at, used_by.to_owned())
-                });
-                Outcome::Consumed(match found {
+                Outcome::Consumed(match self.get(id)? {
                     None => Consumed::NotFound,
-                    Some((expiry, _, _, _)) if *now >= expiry => Consumed::Expired,
-                    Some((expiry, UNUSED, _, _)) => {
-                        self.records.insert(id, (expiry, USED, *now, attempt.as_str()))?;
+                    Some(found) if *now >= found.expiry => Consumed::Expired,
+                    Some(Record { state: State::Unused, .. }) => {
+                        self.set(id, USED, *now, attempt.as_str())?;
                         Consumed::Consumed
                     }
-                    Some((_, REVOKED, at, _)) => Consumed::Revoked { at },
-                    Some((_, _, at, used_by)) => {
-                        Consumed::Used { at, attempt: AttemptId::stored(used_by) }
+                    Some(Record { state: State::Revoked { at }, .. }) => Consumed::Revoked { at },
+                    Some(Record { state: State::Used { at, attempt }, .. }) => {
+                        Consumed::Used { at, attempt }
                     }
                 })
             }
+            Request::Revoke(uuid, now) => {
+                let id = uuid.as_u128();
+                Outcome::Revoked(match self.get(id)? {
+                    None => Revoked::NotFound,
+                    Some(found) if *now >= found.expiry => Revoked::Expired,
+                    Some(Record { state: State::Unused, .. }) => {
+                        self.set(id, REVOKED, *now, "")?;
+                        Revoked::Revoked
+                    }
+                    Some(Record { state: State::Revoked { at }, .. }) => {
+                        Revoked::AlreadyRevoked { at }
+                    }
+                    Some(Record { state: State::Used { at, .. }, .. }) => Revoked::Used { at },
+                })
+            }
+            Request::Status(uuid) => Outcome::Status(
+                self.get(uuid.as_u128())?
+                    .map(|record| Stored { expiry: record.expiry, state: record.state }),
+            ),
             Request::Sweep(cutoff) => {
                 let expired = self
                     .by_expiry
@@ -450,12 +541,52 @@ impl Tables<'_> {
                     .map(|entry| entry.map(|(key, _)| key.value()))
                     .collect::<Result<Vec<_>, _>>()?;
                 for (expiry, id) in &expired {
+                    if let Some(Record { pair: Some(pair), .. }) = self.get(*id)? {
+                        self.by_pair.remove((pair.purpose.as_str(), pair.subject.as_str(), *id))?;
+                    }
                     self.records.remove(*id)?;
                     self.by_expiry.remove((*expiry, *id))?;
                 }
                 Outcome::Swept(expired.len())
             }
         }))
+    }
+
+    fn get(&self, id: u128) -> Result<Option<Record>, redb::Error> {
+        Ok(self.records.get(id)?.map(|row| Record::read(row.value())))
+    }
+
+    /// Rewrites the state of record `id` to `(state, at, attempt)`, keeping expiry and pair.
+    fn set(&mut self, id: u128, state: u8, at: i64, attempt: &str) -> Result<(), redb::Error> {
+        let kept = self.records.get(id)?.map(|row| {
+            let (expiry, _, _, _, purpose, subject) = row.value();
+            (expiry, purpose.to_owned(), subject.to_owned())
+        });
+        if let Some((expiry, purpose, subject)) = kept {
+            self.records
+                .insert(id, (expiry, state, at, attempt, purpose.as_str(), subject.as_str()))?;
+        }
+        Ok(())
+    }
+
+    /// The unused, unexpired records of `pair` at `now`; entries of the others are dropped.
+    fn outstanding(&mut self, pair: &Pair, now: i64) -> Result<Vec<u128>, redb::Error> {
+        let (purpose, subject) = (pair.purpose.as_str(), pair.subject.as_str());
+        let ids = self
+            .by_pair
+            .range((purpose, subject, 0)..=(purpose, subject, u128::MAX))?
+            .map(|entry| entry.map(|(key, _)| key.value().2))
+            .collect::<Result<Vec<u128>, _>>()?;
+        let mut outstanding = Vec::new();
+        for id in ids {
+            match self.get(id)? {
+                Some(record) if record.state == State::Unused && now < record.expiry => {
+                    outstanding.push(id);
+                }
+                _ => drop(self.by_pair.remove((purpose, subject, id))?),
+            }
+        }
+        Ok(outstanding)
     }
 }
 
@@ -487,7 +618,7 @@ pub fn dump(path: impl AsRef<Path>) -> Result<Vec<DumpedRecord>, StoreError> {
         .map_err(internal)?
         .map(|entry| {
             let (id, row) = entry.map_err(internal)?;
-            let (expiry, state, at, attempt) = row.value();
+            let (expiry, state, at, attempt, _, _) = row.value();
             let used = (state == USED).then(|| (at, attempt.to_owned()));
             Ok(DumpedRecord { uuid: Uuid::from_u128(id.value()), expiry, used })
         })

@@ -18,6 +18,14 @@
 //!   service can recognise a retry of the winner). There is no separate read: a read-then-write
 //!   lets two concurrent validations both succeed.
 //!
+//! - `revoke` changes `unused` to `revoked` in one conditional write; it races with `consume`
+//!   and exactly one of them wins;
+//! - a record bound to a [`Pair`] (a purpose and a subject) can be inserted with `supersede`:
+//!   in the same atomic step every other unused record of that pair becomes `revoked`, so that
+//!   afterwards no two tokens of the pair can both be consumed, also under concurrent issues.
+//!   A pair holds at most [`MAX_OUTSTANDING_PER_PAIR`] unused records;
+//! - `status` only reads.
+//!
 //! Expiry is always decided here against the caller's clock; background clean-up only reclaims
 //! space.
 //!
@@ -37,13 +45,80 @@ pub mod faulty;
 pub mod null;
 
 /// A token's record as it is inserted: unused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     /// The token's `uuid` claim: its identity.
     pub uuid: Uuid,
     /// The token's `exp` claim, in epoch seconds. The token is usable while `now < expiry`
     /// (RFC 7519 section 4.1.4).
     pub expiry: i64,
+    /// The purpose and subject the token is bound to, when it names both: the unit that
+    /// `supersede` acts on.
+    pub pair: Option<Pair>,
+}
+
+/// A purpose and a subject, as bound into a token (`purpose` and `sub` claims).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pair {
+    /// 1 to 64 characters of `[a-z0-9._-]`.
+    pub purpose: String,
+    /// 1 to 256 bytes of UTF-8.
+    pub subject: String,
+}
+
+/// Most unused tokens one purpose and subject may have outstanding at once (DynamoDB revokes
+/// them in one transaction of at most 100 items). Issuing one more without `supersede` is
+/// refused with [`StoreError::TooManyOutstanding`].
+pub const MAX_OUTSTANDING_PER_PAIR: usize = 90;
+
+/// A record's state, as [`TokenStore::status`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Not used yet.
+    Unused,
+    /// Used at `at` (epoch seconds) by `attempt`.
+    Used {
+        /// When, epoch seconds.
+        at: i64,
+        /// The attempt that used it.
+        attempt: AttemptId,
+    },
+    /// Revoked at `at` (epoch seconds), by `POST /tokens/revoke` or a superseding issue.
+    Revoked {
+        /// When, epoch seconds.
+        at: i64,
+    },
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Expiry, epoch seconds.
+    pub expiry: i64,
+    /// Its state.
+    pub state: State,
+}
+
+/// What `revoke` found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// The record was unused and unexpired; it is now revoked. Exactly one of the racing
+    /// `revoke` and `consume` calls wins.
+    Revoked,
+    /// No record with this `uuid`.
+    NotFound,
+    /// `now >= expiry`; unchanged.
+    Expired,
+    /// Used before; unchanged.
+    Used {
+        /// When, epoch seconds.
+        at: i64,
+    },
+    /// Revoked before, at `at` (epoch seconds); unchanged.
+    AlreadyRevoked {
+        /// When, epoch seconds.
+        at: i64,
+    },
 }
 
 /// The id of one validation attempt: the client's `Idempotency-Key`, or one generated per HTTP
@@ -107,6 +182,9 @@ pub enum StoreError {
     /// `insert` found another record with this `uuid` (a UUID v4 collision).
     #[error("another token with this uuid is already stored")]
     Duplicate,
+    /// The pair already has [`MAX_OUTSTANDING_PER_PAIR`] unused tokens; nothing was stored.
+    #[error("this purpose and subject already have {MAX_OUTSTANDING_PER_PAIR} unused tokens")]
+    TooManyOutstanding,
     /// The store is unreachable, throttled or refused the write, and nothing was changed; a
     /// retry later may succeed (HTTP 503 `unavailable`).
     #[error("token store unavailable")]
@@ -127,14 +205,21 @@ pub enum StoreError {
 /// Storage of issued tokens; see the module documentation for the contract.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Stores `record` as unused. When this returns `Ok`, the record is durable. Retrying an
-    /// insert whose answer was lost is safe: finding its own record (same `uuid` and `expiry`)
-    /// is a success.
+    /// Stores `record` as unused; with `supersede` (only for a record with a pair), every
+    /// other unused record of its pair becomes revoked at `now` (epoch seconds) in the same
+    /// atomic step. When this returns `Ok`, the change is durable. Retrying an insert whose
+    /// answer was lost is safe: finding its own record (same `uuid` and `expiry`) is a success.
     ///
     /// # Errors
-    /// [`StoreError::Duplicate`] if a different record with the same `uuid` exists (nothing is
-    /// changed); any other error if the write may not have happened.
-    async fn insert(&self, record: TokenRecord) -> Result<(), StoreError>;
+    /// [`StoreError::Duplicate`] if a different record with the same `uuid` exists,
+    /// [`StoreError::TooManyOutstanding`] if the pair is full (nothing is changed); any other
+    /// error if the write may not have happened.
+    async fn insert(
+        &self,
+        record: &TokenRecord,
+        supersede: bool,
+        now: i64,
+    ) -> Result<(), StoreError>;
 
     /// Atomically changes the record of `uuid` from unused to used by `attempt`, if it is
     /// unused and `now < expiry` (`now` in epoch seconds); otherwise reports what it is. Of any
@@ -151,6 +236,20 @@ pub trait TokenStore: Send + Sync {
         attempt: &AttemptId,
         now: i64,
     ) -> Result<Consumed, StoreError>;
+
+    /// Atomically changes the record of `uuid` from unused to revoked at `now` (epoch
+    /// seconds), if it is unused and `now < expiry`; otherwise reports what it is.
+    ///
+    /// # Errors
+    /// As [`TokenStore::consume`].
+    async fn revoke(&self, uuid: Uuid, now: i64) -> Result<Revoked, StoreError>;
+
+    /// Reads the record of `uuid` (strongly consistent), changing nothing; `None` if there is
+    /// none.
+    ///
+    /// # Errors
+    /// `Unavailable`/`Internal` if the store could not answer.
+    async fn status(&self, uuid: Uuid) -> Result<Option<Stored>, StoreError>;
 
     /// Whether the store can take writes now, for a readiness probe (`GET /health/ready`).
     ///

@@ -59,7 +59,7 @@ impl Process {
     async fn validate(&self, token: &str) -> shared::ValidateResponse {
         let response = reqwest::Client::new()
             .post(format!("{}/tokens", self.base))
-            .json(&shared::ValidateRequest { token: token.into() })
+            .json(&shared::ValidateRequest::new(token))
             .send()
             .await
             .unwrap();
@@ -261,7 +261,7 @@ async fn validate_until_definite(base: &str, token: &str, key: &str) -> shared::
         let response = client
             .post(format!("{base}/tokens"))
             .header("idempotency-key", key)
-            .json(&shared::ValidateRequest { token: token.into() })
+            .json(&shared::ValidateRequest::new(token))
             .send()
             .await
             .unwrap();

@@ -20,7 +20,7 @@ fn open_faulty(options: Options) -> (tempfile::TempDir, Arc<Faults>, EmbeddedSto
 }
 
 fn record(expiry: i64) -> TokenRecord {
-    TokenRecord { uuid: Uuid::new_v4(), expiry }
+    TokenRecord { uuid: Uuid::new_v4(), expiry, pair: None }
 }
 
 /// Polls `ready()` until it succeeds, for at most 5 s; returns how long it took.
@@ -40,8 +40,8 @@ async fn records_and_their_states_survive_closing_and_reopening_the_file() {
     let (dir, store) = open();
     let path = dir.path().join("tokens.redb");
     let (kept, used, attempt) = (record(2_000), record(2_000), AttemptId::generate());
-    store.insert(kept).await.unwrap();
-    store.insert(used).await.unwrap();
+    store.insert(&kept, false, 1_000).await.unwrap();
+    store.insert(&used, false, 1_000).await.unwrap();
     assert_eq!(store.consume(used.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
     drop(store);
 
@@ -58,7 +58,7 @@ async fn records_and_their_states_survive_closing_and_reopening_the_file() {
 async fn sweeping_removes_records_only_a_grace_period_after_expiry() {
     let (dir, store) = open();
     for expiry in [100, 101, 102, 103] {
-        store.insert(record(expiry)).await.unwrap();
+        store.insert(&record(expiry), false, 1_000).await.unwrap();
     }
     // At 101 + grace, records with expiry 100 and 101 go; 102 and 103 stay.
     assert_eq!(store.sweep_expired(101).await.unwrap(), 0);
@@ -77,7 +77,7 @@ async fn one_sweep_removes_more_than_one_transaction_holds() {
     let store = Arc::new(store);
     let inserts = (0..MAX_SWEEP + 7).map(|_| {
         let store = store.clone();
-        tokio::spawn(async move { store.insert(record(100)).await.unwrap() })
+        tokio::spawn(async move { store.insert(&record(100), false, 1_000).await.unwrap() })
     });
     futures::future::join_all(inserts).await;
     assert_eq!(store.sweep_expired(100 + SWEEP_GRACE_SECS).await.unwrap(), MAX_SWEEP + 7);
@@ -113,13 +113,13 @@ fn a_second_process_cannot_open_a_file_in_use() {
 async fn a_full_disk_answers_unavailable_and_the_store_recovers_by_itself() {
     let (_dir, faults, store) = open_faulty(Options::default());
     let before = record(2_000);
-    store.insert(before).await.unwrap();
+    store.insert(&before, false, 1_000).await.unwrap();
 
     Faults::set(&faults.full, true);
     // Enough records to need new pages: some insert must fail while the disk is full.
     let mut refused = 0;
     for _ in 0..200 {
-        match store.insert(record(2_000)).await {
+        match store.insert(&record(2_000), false, 1_000).await {
             Ok(()) => {}
             Err(StoreError::Unavailable(_)) => refused += 1,
             Err(other) => panic!("a full disk must be unavailable, got {other:?}"),
@@ -131,7 +131,7 @@ async fn a_full_disk_answers_unavailable_and_the_store_recovers_by_itself() {
     Faults::set(&faults.full, false);
     wait_until_ready(&store).await;
     let after = record(2_000);
-    store.insert(after).await.unwrap();
+    store.insert(&after, false, 1_000).await.unwrap();
     let attempt = AttemptId::generate();
     for token in [before, after] {
         assert_eq!(store.consume(token.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
@@ -142,7 +142,7 @@ async fn a_full_disk_answers_unavailable_and_the_store_recovers_by_itself() {
 async fn a_consume_whose_fsync_fails_is_an_unknown_outcome_that_a_retry_resolves() {
     let (_dir, faults, store) = open_faulty(Options::default());
     let token = record(2_000);
-    store.insert(token).await.unwrap();
+    store.insert(&token, false, 1_000).await.unwrap();
     let attempt = AttemptId::generate();
 
     Faults::set(&faults.failing_sync, true);
@@ -169,7 +169,7 @@ async fn a_stuck_fsync_ends_in_an_unknown_outcome_at_the_deadline_not_a_hang() {
     let options = Options { deadline: Duration::from_millis(300), ..Options::default() };
     let (_dir, faults, store) = open_faulty(options);
     let token = record(2_000);
-    store.insert(token).await.unwrap();
+    store.insert(&token, false, 1_000).await.unwrap();
     let attempt = AttemptId::generate();
 
     faults.slow_sync_ms.store(1_500, SeqCst);
@@ -197,7 +197,7 @@ async fn a_full_queue_is_refused_at_once_as_overloaded() {
             let store = store.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
-                (store.insert(record(2_000)).await, started.elapsed())
+                (store.insert(&record(2_000), false, 1_000).await, started.elapsed())
             })
         })
         .collect();
@@ -219,7 +219,7 @@ async fn a_full_queue_is_refused_at_once_as_overloaded() {
 async fn a_panic_in_the_writer_fails_the_waiting_request_at_once() {
     let (_dir, faults, store) = open_faulty(Options::default());
     let token = record(2_000);
-    store.insert(token).await.unwrap();
+    store.insert(&token, false, 1_000).await.unwrap();
     Faults::set(&faults.panic_on_sync, true);
     let started = Instant::now();
     let failed = store.consume(token.uuid, &AttemptId::generate(), 1_000).await;
@@ -228,5 +228,8 @@ async fn a_panic_in_the_writer_fails_the_waiting_request_at_once() {
     // The writer is gone: not ready, and later calls fail at once instead of hanging.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(store.ready().await.is_err());
-    assert!(matches!(store.insert(record(2_000)).await, Err(StoreError::Internal(_))));
+    assert!(matches!(
+        store.insert(&record(2_000), false, 1_000).await,
+        Err(StoreError::Internal(_))
+    ));
 }
