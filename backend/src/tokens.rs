@@ -715,6 +715,159 @@ mod tests {
         assert!(matches!(late, Err(ValidateError::Expired)), "{late:?}");
     }
 
+    fn bound(purpose: &str, subject: &str) -> IssueOptions {
+        IssueOptions {
+            purpose: Some(purpose.into()),
+            subject: Some(subject.into()),
+            ..IssueOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn purpose_and_subject_are_bound_as_claims_and_checked_before_the_store() {
+        let f = fixture();
+        let issued = f.service.issue_with(bound("password-reset", "user-42")).await.unwrap();
+        assert_eq!(issued.claims.purpose.as_deref(), Some("password-reset"));
+        assert_eq!(issued.claims.sub.as_deref(), Some("user-42"));
+        let attempt = AttemptId::generate();
+        let wrong = [
+            (Binding::default(), "none"),
+            (Binding { purpose: Some("invite"), subject: Some("user-42") }, "purpose"),
+            (Binding { purpose: Some("password-reset"), subject: None }, "no subject"),
+            (Binding { purpose: Some("password-reset"), subject: Some("user-43") }, "subject"),
+        ];
+        for (binding, what) in wrong {
+            let refused = f.service.validate_bound(&issued.token, binding, &attempt).await;
+            let expected = if what == "purpose" || what == "none" {
+                matches!(refused, Err(ValidateError::WrongPurpose))
+            } else {
+                matches!(refused, Err(ValidateError::WrongSubject))
+            };
+            assert!(expected, "{what}: {refused:?}");
+        }
+        // None of them consumed it.
+        let right = Binding { purpose: Some("password-reset"), subject: Some("user-42") };
+        let valid = f.service.validate_bound(&issued.token, right, &attempt).await.unwrap();
+        assert_eq!(valid.replayed, None);
+    }
+
+    #[tokio::test]
+    async fn a_token_without_purpose_is_refused_to_a_caller_that_names_one() {
+        let f = fixture();
+        let issued = f.service.issue(None).await.unwrap();
+        let binding = Binding { purpose: Some("invite"), subject: None };
+        let refused =
+            f.service.validate_bound(&issued.token, binding, &AttemptId::generate()).await;
+        assert!(matches!(refused, Err(ValidateError::WrongPurpose)), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn bad_purposes_and_subjects_and_a_lone_supersede_are_refused_at_issue() {
+        let f = fixture();
+        let cases = [
+            bound("Password", "user"),
+            bound(&"p".repeat(65), "user"),
+            bound("reset", &"s".repeat(257)),
+            bound("reset", ""),
+            IssueOptions {
+                purpose: Some("reset".into()),
+                supersede: true,
+                ..IssueOptions::default()
+            },
+        ];
+        for options in cases {
+            let refused = f.service.issue_with(options.clone()).await;
+            assert!(matches!(refused, Err(IssueError::BadBinding(_))), "{options:?}: {refused:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn out_of_range_purpose_or_sub_claims_are_malformed_even_when_signed_with_our_key() {
+        let f = fixture();
+        let uuid = Uuid::new_v4();
+        let cases = [
+            json!({"uuid": uuid, "iat": NOW, "exp": NOW + 60, "purpose": "UPPER"}),
+            json!({"uuid": uuid, "iat": NOW, "exp": NOW + 60, "purpose": ""}),
+            json!({"uuid": uuid, "iat": NOW, "exp": NOW + 60, "purpose": 7}),
+            json!({"uuid": uuid, "iat": NOW, "exp": NOW + 60, "sub": "s".repeat(257)}),
+            json!({"uuid": uuid, "iat": NOW, "exp": NOW + 60, "sub": ["a"]}),
+        ];
+        for claims in cases {
+            assert_malformed(&f, hs256(), claims).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn status_reads_a_token_without_using_it() {
+        let f = fixture();
+        let issued = f.service.issue_with(bound("invite", "team-7")).await.unwrap();
+        for _ in 0..3 {
+            let report = f.service.status(&issued.token).await.unwrap();
+            assert_eq!((report.standing, report.changed), (Standing::Unused, false));
+            assert_eq!(report.claims.purpose.as_deref(), Some("invite"));
+        }
+        f.clock.advance(5);
+        let right = Binding { purpose: Some("invite"), subject: Some("team-7") };
+        f.service.validate_bound(&issued.token, right, &AttemptId::generate()).await.unwrap();
+        let report = f.service.status(&issued.token).await.unwrap();
+        assert_eq!(report.standing, Standing::Used { at: NOW + 5 });
+        f.clock.set(issued.claims.exp);
+        assert_eq!(f.service.status(&issued.token).await.unwrap().standing, Standing::Expired);
+    }
+
+    #[tokio::test]
+    async fn status_of_forged_or_unknown_tokens_is_an_error_naming_why() {
+        let f = fixture();
+        let unknown =
+            sign(hs256(), json!({"uuid": Uuid::new_v4(), "iat": NOW, "exp": NOW + 60}), KEY);
+        assert!(matches!(f.service.status(&unknown).await, Err(ValidateError::UnknownToken)));
+        let forged = sign(
+            hs256(),
+            json!({"uuid": Uuid::new_v4(), "iat": NOW, "exp": NOW + 60}),
+            b"another-key-another-key-another-k",
+        );
+        assert!(matches!(f.service.status(&forged).await, Err(ValidateError::InvalidSignature)));
+        assert!(matches!(f.service.status("a.b.c").await, Err(ValidateError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn revoke_stops_an_unused_token_and_reports_the_others_unchanged() {
+        let f = fixture();
+        let (unused, used) =
+            (f.service.issue(None).await.unwrap(), f.service.issue(None).await.unwrap());
+        f.service.validate(&used.token, &AttemptId::generate()).await.unwrap();
+        f.clock.advance(3);
+        let revoked = f.service.revoke(&unused.token).await.unwrap();
+        assert_eq!((revoked.standing, revoked.changed), (Standing::Revoked { at: NOW + 3 }, true));
+        let again = f.service.revoke(&unused.token).await.unwrap();
+        assert_eq!((again.standing, again.changed), (Standing::Revoked { at: NOW + 3 }, false));
+        let refused = f.service.validate(&unused.token, &AttemptId::generate()).await;
+        assert!(
+            matches!(refused, Err(ValidateError::Revoked { revoked_at }) if revoked_at == NOW + 3)
+        );
+        let report = f.service.revoke(&used.token).await.unwrap();
+        assert_eq!((report.standing, report.changed), (Standing::Used { at: NOW }, false));
+    }
+
+    #[tokio::test]
+    async fn a_superseding_issue_revokes_the_earlier_tokens_of_its_pair() {
+        let f = fixture();
+        let first = f.service.issue_with(bound("password-reset", "user-42")).await.unwrap();
+        let other = f.service.issue_with(bound("password-reset", "user-43")).await.unwrap();
+        f.clock.advance(1);
+        let newest = f
+            .service
+            .issue_with(IssueOptions { supersede: true, ..bound("password-reset", "user-42") })
+            .await
+            .unwrap();
+        assert_eq!(
+            f.service.status(&first.token).await.unwrap().standing,
+            Standing::Revoked { at: NOW + 1 }
+        );
+        assert_eq!(f.service.status(&other.token).await.unwrap().standing, Standing::Unused);
+        assert_eq!(f.service.status(&newest.token).await.unwrap().standing, Standing::Unused);
+    }
+
     #[tokio::test]
     async fn unknown_crit_headers_and_foreign_typ_are_refused() {
         let f = fixture();
