@@ -264,7 +264,13 @@ impl DynamoStore {
         now: i64,
     ) -> Result<(), StoreError> {
         let pair_key = format!("{PAIR_PREFIX}{}#{}", pair.purpose, pair.subject);
+        // Tries again only after a cancelled transaction (a quick answer), and never past the
+        // operation timeout in all, so the whole insert stays inside the Lambda's timeout.
+        let started = std::time::Instant::now();
         for _ in 0..PAIR_TRIES {
+            if started.elapsed() > OPERATION_TIMEOUT {
+                break;
+            }
             let (version, listed) = self.read_pair(&pair_key, now).await?;
             let unused = self.still_unused(&listed, now).await?;
             if !supersede && unused.len() >= MAX_OUTSTANDING_PER_PAIR {
