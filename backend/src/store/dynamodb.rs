@@ -218,6 +218,48 @@ impl DynamoStore {
             .map_err(classify)?;
         Ok(true)
     }
+    /// The one conditional write of consume and revoke: `UpdateItem` setting `state = to` and
+    /// the attributes `set`, on the condition `attribute_exists(uuid) AND state = unused AND
+    /// expiry > :now`. `None` when it was applied; `Some(old item)` when the condition failed
+    /// (`ReturnValuesOnConditionCheckFailure=ALL_OLD`; `Some(None)`: no item).
+    async fn change_unused(
+        &self,
+        uuid: Uuid,
+        now: i64,
+        to: &str,
+        set: &[(&str, AttributeValue)],
+    ) -> Result<Option<Option<HashMap<String, AttributeValue>>>, StoreError> {
+        let assignments: Vec<String> = (0..set.len()).map(|i| format!("#a{i} = :a{i}")).collect();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(uuid.to_string()))
+            .update_expression(format!("SET #state = :to, {}", assignments.join(", ")))
+            .condition_expression("attribute_exists(#id) AND #state = :unused AND #expiry > :now")
+            .expression_attribute_names("#id", PARTITION_KEY)
+            .expression_attribute_names("#expiry", TTL_ATTRIBUTE)
+            .expression_attribute_names("#state", STATE)
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":to", AttributeValue::S(to.into()))
+            .expression_attribute_values(":unused", AttributeValue::S(UNUSED.into()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (i, (name, value)) in set.iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#a{i}"), *name)
+                .expression_attribute_values(format!(":a{i}"), value.clone());
+        }
+        let reached = Reached::default();
+        match update.customize().interceptor(reached.clone()).send().await {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => Ok(Some(failed.item)),
+                other => Err(reached.error(classify_code(other.code().map(str::to_owned), other))),
+            },
+            Err(e) => Err(reached.error(classify(e))),
+        }
+    }
+
     /// A record without a pair: one conditional `PutItem`.
     async fn put(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let reached = Reached::default();
@@ -500,42 +542,17 @@ impl TokenStore for DynamoStore {
     }
 
     async fn revoke(&self, uuid: Uuid, now: i64) -> Result<Revoked, StoreError> {
-        let reached = Reached::default();
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, AttributeValue::S(uuid.to_string()))
-            .update_expression("SET #state = :revoked, #revokedAt = :now")
-            .condition_expression("attribute_exists(#id) AND #state = :unused AND #expiry > :now")
-            .expression_attribute_names("#id", PARTITION_KEY)
-            .expression_attribute_names("#expiry", TTL_ATTRIBUTE)
-            .expression_attribute_names("#state", STATE)
-            .expression_attribute_names("#revokedAt", REVOKED_AT)
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":revoked", AttributeValue::S(REVOKED.into()))
-            .expression_attribute_values(":unused", AttributeValue::S(UNUSED.into()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .customize()
-            .interceptor(reached.clone())
-            .send()
-            .await;
-        match update {
-            Ok(_) => Ok(Revoked::Revoked),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                UpdateItemError::ConditionalCheckFailedException(failed) => {
-                    Ok(match failed.item.map(|old| found(&old, now)).transpose()? {
-                        None => Revoked::NotFound,
-                        Some(Consumed::Expired) => Revoked::Expired,
-                        Some(Consumed::Used { at, .. }) => Revoked::Used { at },
-                        Some(Consumed::Revoked { at }) => Revoked::AlreadyRevoked { at },
-                        Some(other) => return Err(internal(format!("revoke found {other:?}"))),
-                    })
-                }
-                other => Err(reached.error(classify_code(other.code().map(str::to_owned), other))),
+        let set = [(REVOKED_AT, AttributeValue::N(now.to_string()))];
+        Ok(match self.change_unused(uuid, now, REVOKED, &set).await? {
+            None => Revoked::Revoked,
+            Some(None) => Revoked::NotFound,
+            Some(Some(old)) => match found(&old, now)? {
+                Consumed::Expired => Revoked::Expired,
+                Consumed::Used { at, .. } => Revoked::Used { at },
+                Consumed::Revoked { at } => Revoked::AlreadyRevoked { at },
+                other => return Err(internal(format!("revoke found {other:?}"))),
             },
-            Err(e) => Err(reached.error(classify(e))),
-        }
+        })
     }
 
     async fn status(&self, uuid: Uuid) -> Result<Option<Stored>, StoreError> {
@@ -557,38 +574,14 @@ impl TokenStore for DynamoStore {
         attempt: &AttemptId,
         now: i64,
     ) -> Result<Consumed, StoreError> {
-        let reached = Reached::default();
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, AttributeValue::S(uuid.to_string()))
-            .update_expression("SET #state = :used, #usedAt = :now, #attempt = :attempt")
-            .condition_expression("attribute_exists(#id) AND #state = :unused AND #expiry > :now")
-            .expression_attribute_names("#id", PARTITION_KEY)
-            .expression_attribute_names("#expiry", TTL_ATTRIBUTE)
-            .expression_attribute_names("#state", STATE)
-            .expression_attribute_names("#usedAt", USED_AT)
-            .expression_attribute_names("#attempt", ATTEMPT_ID)
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":used", AttributeValue::S(USED.into()))
-            .expression_attribute_values(":unused", AttributeValue::S(UNUSED.into()))
-            .expression_attribute_values(":attempt", AttributeValue::S(attempt.as_str().into()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .customize()
-            .interceptor(reached.clone())
-            .send()
-            .await;
-        match update {
-            Ok(_) => Ok(Consumed::Consumed),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                UpdateItemError::ConditionalCheckFailedException(failed) => match failed.item {
-                    None => Ok(Consumed::NotFound),
-                    Some(old) => found(&old, now),
-                },
-                other => Err(reached.error(classify_code(other.code().map(str::to_owned), other))),
-            },
-            Err(e) => Err(reached.error(classify(e))),
+        let set = [
+            (USED_AT, AttributeValue::N(now.to_string())),
+            (ATTEMPT_ID, AttributeValue::S(attempt.as_str().into())),
+        ];
+        match self.change_unused(uuid, now, USED, &set).await? {
+            None => Ok(Consumed::Consumed),
+            Some(None) => Ok(Consumed::NotFound),
+            Some(Some(old)) => found(&old, now),
         }
     }
 
@@ -603,22 +596,14 @@ impl TokenStore for DynamoStore {
 
 /// What an item that failed the consume condition says, at `now` (epoch seconds).
 fn found(item: &HashMap<String, AttributeValue>, now: i64) -> Result<Consumed, StoreError> {
-    let malformed = || internal(format!("malformed item: {item:?}"));
-    let expiry = number(item, TTL_ATTRIBUTE).ok_or_else(malformed)?;
-    if now >= expiry {
+    let record = stored(item)?;
+    if now >= record.expiry {
         return Ok(Consumed::Expired);
     }
-    match item.get(STATE).and_then(|v| v.as_s().ok()).map(String::as_str) {
-        Some(USED) => Ok(Consumed::Used {
-            at: number(item, USED_AT).ok_or_else(malformed)?,
-            attempt: AttemptId::stored(
-                item.get(ATTEMPT_ID).and_then(|v| v.as_s().ok()).ok_or_else(malformed)?.as_str(),
-            ),
-        }),
-        Some(REVOKED) => {
-            Ok(Consumed::Revoked { at: number(item, REVOKED_AT).ok_or_else(malformed)? })
-        }
-        _ => Err(malformed()),
+    match record.state {
+        State::Used { at, attempt } => Ok(Consumed::Used { at, attempt }),
+        State::Revoked { at } => Ok(Consumed::Revoked { at }),
+        State::Unused => Err(internal(format!("an unused item failed the condition: {item:?}"))),
     }
 }
 
