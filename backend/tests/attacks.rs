@@ -51,8 +51,48 @@ struct Case {
     threat: String,
     /// Clock for the attack request (an expression); `NOW` if absent.
     at: Option<String>,
+    /// Purpose and subject the genuine token is issued with (`GET /tokens?purpose=&subject=`);
+    /// none if absent.
+    #[serde(default)]
+    issue: Binding,
+    /// Purpose and subject the second genuine token is issued with; `issue` if absent.
+    other_issue: Option<Binding>,
+    /// Members added to the `{"token": ...}` body of the attack request (any JSON, so a
+    /// `purpose` can be a number); none if absent. Not for `body` inputs.
+    #[serde(default)]
+    request: serde_json::Map<String, Value>,
     input: Input,
     expect: Expect,
+}
+
+/// A purpose and a subject, as issued and as a caller accepts them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Binding {
+    purpose: Option<String>,
+    subject: Option<String>,
+}
+
+impl Binding {
+    /// The query of `GET /tokens` for a token of `TTL` seconds with this binding.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = vec![("ttl", TTL.to_string())];
+        query.extend(self.purpose.clone().map(|p| ("purpose", p)));
+        query.extend(self.subject.clone().map(|s| ("subject", s)));
+        query
+    }
+
+    /// The body of `POST /tokens` for `token` from a caller that accepts this binding.
+    fn request(&self, token: &str) -> Value {
+        let mut body = json!({ "token": token });
+        if let Some(purpose) = &self.purpose {
+            body["purpose"] = json!(purpose);
+        }
+        if let Some(subject) = &self.subject {
+            body["subject"] = json!(subject);
+        }
+        body
+    }
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -132,13 +172,14 @@ struct Genuine {
     other_uuid: Uuid,
 }
 
-/// Evaluates a placeholder expression: `UUID`, `OTHER_UUID`, `TOKEN`, or a sum of `NOW`, `EXP`,
-/// `MAX` and integers. Numbers come back as `Ok`, text as `Err`.
+/// Evaluates a placeholder expression: `UUID`, `OTHER_UUID`, `TOKEN`, `OTHER_TOKEN`, or a sum
+/// of `NOW`, `EXP`, `MAX` and integers. Numbers come back as `Ok`, text as `Err`.
 fn eval(expr: &str, g: &Genuine) -> Result<i64, String> {
     match expr {
         "UUID" => return Err(g.uuid.to_string()),
         "OTHER_UUID" => return Err(g.other_uuid.to_string()),
         "TOKEN" => return Err(g.token.clone()),
+        "OTHER_TOKEN" => return Err(g.other_token.clone()),
         _ => {}
     }
     let (mut total, mut sign, mut term) = (0i64, 1i64, String::new());
@@ -285,11 +326,12 @@ fn edit(token: &str, edit: &Edit, g: &Genuine) -> String {
     changed(segments.join("."))
 }
 
-/// The request body of `input`.
-fn body(input: &Input, g: &Genuine) -> Vec<u8> {
+/// The request body of `input`, with the members of `request` added to a `{"token": ...}` body.
+fn body(input: &Input, request: &serde_json::Map<String, Value>, g: &Genuine) -> Vec<u8> {
     let (token, edits) = match input {
         Input::Token { token } => (substitute(token, g), &[][..]),
         Input::Body { body, body_hex, body_fill } => {
+            assert!(request.is_empty(), "`request` adds to a {{\"token\"}} body, not to `body`");
             return match (body, body_hex, body_fill) {
                 (Some(body), None, None) => substitute(body, g).into_bytes(),
                 (None, Some(raw), None) => hex(raw),
@@ -316,7 +358,11 @@ fn body(input: &Input, g: &Genuine) -> Vec<u8> {
         }
     };
     let token = edits.iter().fold(token, |token, e| edit(&token, e, g));
-    json!({ "token": token }).to_string().into_bytes()
+    let mut body = json!({ "token": token });
+    for (name, value) in request {
+        body[name] = value.clone();
+    }
+    body.to_string().into_bytes()
 }
 
 /// The `uuid` claim of a compact JWS, read without verifying it.
@@ -336,14 +382,16 @@ enum Door {
 }
 
 impl Door {
-    /// `GET /tokens?ttl=3600`, expecting 200; returns the token.
-    async fn issue(&self) -> String {
+    /// `GET /tokens?ttl=3600` with `binding`, expecting 200; returns the token.
+    async fn issue(&self, binding: &Binding) -> String {
+        let query = binding.query();
         let (status, body) = match self {
             Self::Http { base, client } => {
-                let response = client.get(format!("{base}/tokens?ttl={TTL}")).send().await.unwrap();
+                let request = client.get(format!("{base}/tokens")).query(&query);
+                let response = request.send().await.unwrap();
                 (response.status().as_u16(), response.json::<Value>().await.unwrap())
             }
-            Self::Lambda { .. } => self.invoke("GET", Some(TTL), None).await,
+            Self::Lambda { .. } => self.invoke("GET", &query, None).await,
         };
         assert_eq!(status, 200, "{body}");
         body["token"].as_str().unwrap().to_owned()
@@ -365,22 +413,32 @@ impl Door {
                 assert_eq!(content_type, "application/json", "status {status}");
                 (status, response.json().await.unwrap())
             }
-            Self::Lambda { .. } => self.invoke("POST", None, Some(body)).await,
+            Self::Lambda { .. } => self.invoke("POST", &[], Some(body)).await,
         }
     }
 
     /// Runs an API Gateway REST API proxy event through `lambda_http::Adapter`, as
     /// `bin/token-service-lambda.rs` does, and reads the serialized response.
-    async fn invoke(&self, method: &str, ttl: Option<i64>, body: Option<Vec<u8>>) -> (u16, Value) {
+    async fn invoke(
+        &self,
+        method: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
         let Self::Lambda { router } = self else { unreachable!() };
         let (body, base64) = match body.map(String::from_utf8) {
             None => (Value::Null, false),
             Some(Ok(text)) => (Value::String(text), false),
             Some(Err(bytes)) => (Value::String(STANDARD.encode(bytes.into_bytes())), true),
         };
-        let (query, multi_query) = match ttl {
-            Some(ttl) => (json!({"ttl": ttl.to_string()}), json!({"ttl": [ttl.to_string()]})),
-            None => (Value::Null, Value::Null),
+        let (query, multi_query) = if query.is_empty() {
+            (Value::Null, Value::Null)
+        } else {
+            let single: serde_json::Map<String, Value> =
+                query.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+            let multi: serde_json::Map<String, Value> =
+                query.iter().map(|(k, v)| ((*k).to_owned(), json!([v]))).collect();
+            (Value::Object(single), Value::Object(multi))
         };
         let event = json!({
             "resource": "/tokens",
@@ -485,18 +543,20 @@ impl Target {
         Self { door: Door::Lambda { router }, clock, _data: Some(data) }
     }
 
-    async fn validate(&self, token: &str) -> (u16, Value) {
-        self.door.post(json!({ "token": token }).to_string().into_bytes()).await
+    /// `POST /tokens` for `token` from a caller that accepts `binding`.
+    async fn validate(&self, token: &str, binding: &Binding) -> (u16, Value) {
+        self.door.post(binding.request(token).to_string().into_bytes()).await
     }
 
     /// Runs one case; `Err` says how it failed.
     async fn run(&self, case: &Case) -> Result<(), String> {
         self.clock.set(NOW);
-        let token = self.door.issue().await;
-        let other_token = self.door.issue().await;
+        let other_binding = case.other_issue.as_ref().unwrap_or(&case.issue);
+        let token = self.door.issue(&case.issue).await;
+        let other_token = self.door.issue(other_binding).await;
         let g =
             Genuine { uuid: uuid_claim(&token), token, other_uuid: Uuid::new_v4(), other_token };
-        let body = body(&case.input, &g);
+        let body = body(&case.input, &case.request, &g);
         self.clock.set(case.at.as_deref().map_or(NOW, |at| eval(at, &g).unwrap()));
         let (status, answer) = self.door.post(body).await;
         let got = Expect {
@@ -507,11 +567,12 @@ impl Target {
         if got != case.expect || !answer["message"].is_string() {
             return Err(format!("expected {:?}, got {got:?}: {answer}", case.expect));
         }
-        // Nothing lost, nothing consumed: both genuine tokens still work exactly once.
+        // Nothing lost, nothing consumed: both genuine tokens still work exactly once, for the
+        // purpose and subject they were issued for.
         self.clock.set(NOW);
-        for token in [&g.token, &g.other_token] {
-            let first = self.validate(token).await;
-            let second = self.validate(token).await;
+        for (token, binding) in [(&g.token, &case.issue), (&g.other_token, other_binding)] {
+            let first = self.validate(token, binding).await;
+            let second = self.validate(token, binding).await;
             if first
                 != (
                     200,
@@ -569,18 +630,19 @@ async fn every_attack_through_the_lambda_entry_point_is_refused_and_the_genuine_
 #[tokio::test]
 async fn a_genuine_token_is_valid_in_the_last_second_before_exp_and_expired_from_exp_on() {
     let target = Target::http_embedded().await;
-    let (early, late) = (target.door.issue().await, target.door.issue().await);
+    let unbound = Binding::default();
+    let (early, late) = (target.door.issue(&unbound).await, target.door.issue(&unbound).await);
     target.clock.set(NOW + TTL - 1);
-    assert_eq!(target.validate(&early).await.1["isValid"], json!(true));
+    assert_eq!(target.validate(&early, &unbound).await.1["isValid"], json!(true));
     target.clock.set(NOW + TTL);
-    let expired = target.validate(&late).await;
+    let expired = target.validate(&late, &unbound).await;
     assert_eq!(
         expired,
         (200, json!({"isValid": false, "message": "Token has expired", "reason": "expired"}))
     );
     // Refusing an expired token does not consume it: with the clock put back it works once.
     target.clock.set(NOW + TTL - 1);
-    assert_eq!(target.validate(&late).await.1["isValid"], json!(true));
+    assert_eq!(target.validate(&late, &unbound).await.1["isValid"], json!(true));
 }
 
 #[test]
@@ -597,6 +659,8 @@ fn the_corpus_has_over_40_uniquely_named_cases_all_expecting_a_refusal_without_a
         "malformed_token",
         "bad_request",
         "payload_too_large",
+        "wrong_purpose",
+        "wrong_subject",
     ];
     for case in &cases {
         assert!(!case.expect.is_valid, "{}", case.name);
@@ -622,4 +686,36 @@ fn the_corpus_cites_every_section_of_rfc_8725_sections_2_and_3_and_the_owasp_che
         (1..=9).map(|n| format!("2.{n}")).chain((1..=12).map(|n| format!("3.{n}"))).collect();
     assert_eq!(every.difference(&cited).collect::<Vec<_>>(), Vec::<&String>::new());
     assert!(cases.iter().any(|c| c.threat.contains("OWASP JWT cheat sheet")));
+}
+
+#[test]
+fn the_corpus_confuses_purpose_and_subject_with_every_wrong_claim_type_and_every_mismatch() {
+    let cases = corpus();
+    let mut mistyped = BTreeSet::new();
+    for case in &cases {
+        let Input::Sign { claims: Some(claims @ Value::Object(_)), .. } = &case.input else {
+            continue;
+        };
+        for claim in ["purpose", "sub"] {
+            let kind = match claims.get(claim) {
+                Some(Value::Number(_)) => "number",
+                Some(Value::Array(_)) => "array",
+                Some(Value::Null) => "null",
+                _ => continue,
+            };
+            assert_eq!(case.expect.reason, "malformed_token", "{}", case.name);
+            mistyped.insert(format!("{claim} {kind}"));
+        }
+    }
+    let every: BTreeSet<String> = ["purpose", "sub"]
+        .iter()
+        .flat_map(|claim| ["number", "array", "null"].map(|kind| format!("{claim} {kind}")))
+        .collect();
+    assert_eq!(mistyped, every);
+    for (reason, least) in [("wrong_purpose", 8), ("wrong_subject", 6)] {
+        let count = cases.iter().filter(|c| c.expect.reason == reason).count();
+        assert!(count >= least, "{count} cases expect {reason}");
+    }
+    let another_pairs = cases.iter().filter(|c| c.other_issue.is_some()).count();
+    assert_eq!(another_pairs, 3);
 }

@@ -6,14 +6,19 @@
 //! API Gateway reads.
 //!
 //! The router is the one the Lambda serves, over the embedded store in a temporary directory;
-//! the DynamoDB store has its own conformance run against DynamoDB Local. Nothing here touches
+//! the DynamoDB store has its own conformance run against DynamoDB Local. Every answer of
+//! [`TestLambda::invoke`] is also checked against the OpenAPI document (`api/schema.rs`). Nothing here touches
 //! the process environment, so `lambda_http` prefixes the stage to each event's `path` exactly as
 //! it does in a deployed function without `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)] // the HTTP tests' OpenAPI check; this binary uses only `Document`
+#[path = "api/schema.rs"]
+mod schema;
+
 use axum::Router;
-use backend::clock::SystemClock;
+use backend::clock::{Clock, ManualClock, SystemClock};
 use backend::http::{AllowedOrigins, router};
 use backend::keys::SigningKey;
 use backend::lambda::{KeySource, LambdaConfig, strip_stage};
@@ -38,6 +43,10 @@ const SECRET: &str = "lambda-test-key-lambda-test-key-lambda-test-key";
 const ORIGIN: &str = "https://ui.example";
 /// `GET /tokens` without `ttl`: the default lifetime, seconds.
 const DEFAULT_TTL: i64 = 8 * 60 * 60;
+/// The manual clock of [`TestLambda::at`], epoch seconds: `2027-01-15T08:00:00Z`.
+const NOW: i64 = 1_800_000_000;
+/// `NOW + DEFAULT_TTL`, as the API writes it.
+const EXPIRATION: &str = "2027-01-15T16:00:00Z";
 
 /// The Lambda's router over an embedded store in its own temporary directory.
 struct TestLambda {
@@ -47,19 +56,33 @@ struct TestLambda {
 
 impl TestLambda {
     fn new() -> Self {
+        Self::on(Arc::new(SystemClock))
+    }
+
+    /// On a manual clock standing at `now`, epoch seconds.
+    fn at(now: i64) -> (Self, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::at(now));
+        (Self::on(clock.clone()), clock)
+    }
+
+    fn on(clock: Arc<dyn Clock>) -> Self {
         let data = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(data.path().join("tokens.redb")).unwrap();
         let key = SigningKey::parse(SECRET.as_bytes()).unwrap();
-        let service =
-            TokenService::new(&key, Arc::new(store), Arc::new(SystemClock), Lifetimes::default());
+        let service = TokenService::new(&key, Arc::new(store), clock, Lifetimes::default());
         let origins = AllowedOrigins::parse(ORIGIN).unwrap();
         Self { router: router(Arc::new(service), &origins), _data: data }
     }
 
     /// Runs `event` through the Lambda entry point's service and returns the serialized
-    /// response, as the Lambda runtime would post it back.
+    /// response, as the Lambda runtime would post it back, after checking it against the
+    /// OpenAPI document.
     async fn invoke(&self, event: Value) -> LambdaAnswer {
-        self.invoke_through(event, self.router.clone().map_request(strip_stage)).await
+        let method = event["httpMethod"].as_str().unwrap().to_owned();
+        let path = event["path"].as_str().unwrap().to_owned();
+        let answer = self.invoke_through(event, self.router.clone().map_request(strip_stage)).await;
+        answer.assert_documented(&method, &path);
+        answer
     }
 
     /// Like [`Self::invoke`], but also reports the path `lambda_http` built, before
@@ -114,6 +137,32 @@ struct LambdaAnswer(Value);
 impl LambdaAnswer {
     fn status(&self) -> u64 {
         self.0["statusCode"].as_u64().unwrap()
+    }
+
+    /// Checks this answer to `method path` against the OpenAPI document, as the HTTP tests
+    /// check theirs.
+    fn assert_documented(&self, method: &str, path: &str) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, values) in self.0["multiValueHeaders"].as_object().unwrap() {
+            for value in values.as_array().unwrap() {
+                let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                headers.append(name, value.as_str().unwrap().parse().unwrap());
+            }
+        }
+        let body = match (&self.0["body"], &self.0["isBase64Encoded"]) {
+            (Value::String(body), Value::Bool(true)) => STANDARD.decode(body).unwrap(),
+            (Value::String(body), _) => body.clone().into_bytes(),
+            _ => Vec::new(),
+        };
+        let answer = schema::Recorded {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            status: u16::try_from(self.status()).unwrap(),
+            headers,
+            body,
+        };
+        let problems = schema::Document::served().check(&answer, false);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     /// The single value of response header `name` (lower case), or `None` if absent. Panics if
@@ -356,7 +405,7 @@ async fn an_unknown_route_is_a_404_in_the_api_error_shape() {
         answer.json(),
         json!({
             "isValid": false,
-            "message": "no such endpoint; the API is GET /tokens, POST /tokens and GET /health",
+            "message": "no such endpoint; the API is described at GET /openapi.json",
             "reason": "not_found",
         })
     );
@@ -387,6 +436,121 @@ async fn an_options_preflight_allows_the_ui_origin_to_post_json() {
     // 9.3.7); browsers cache preflights for Access-Control-Max-Age only.
     assert_eq!(answer.0["body"], json!(""), "{answer:?}");
     assert_eq!(answer.0["isBase64Encoded"], json!(false));
+}
+
+/// The claims of a compact JWS, read without verifying it.
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Checks an answer with the API headers and returns its JSON body.
+fn ok_json(answer: &LambdaAnswer) -> Value {
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    answer.assert_api_headers();
+    answer.json()
+}
+
+#[tokio::test]
+async fn a_status_event_reports_a_token_without_using_it() {
+    let (lambda, clock) = TestLambda::at(NOW);
+    let token = lambda.issue().await;
+    let unused = json!({"state": "unused", "expiration": EXPIRATION});
+    for _ in 0..2 {
+        assert_eq!(ok_json(&lambda.invoke(event("status", Some(&token))).await), unused);
+    }
+    clock.advance(5);
+    assert_valid(&lambda.invoke(event("validate", Some(&token))).await);
+    assert_eq!(
+        ok_json(&lambda.invoke(event("status", Some(&token))).await),
+        json!({"state": "used", "expiration": EXPIRATION, "usedAt": "2027-01-15T08:00:05Z"})
+    );
+    let forged = format!("{token}x");
+    assert_eq!(
+        ok_json(&lambda.invoke(event("status", Some(&forged))).await),
+        json!({"state": "invalid", "reason": "invalid_signature"})
+    );
+}
+
+#[tokio::test]
+async fn a_revoke_event_revokes_an_unused_token_once_and_validation_then_says_revoked() {
+    let (lambda, clock) = TestLambda::at(NOW);
+    let token = lambda.issue().await;
+    clock.advance(10);
+    let revoked =
+        json!({"state": "revoked", "expiration": EXPIRATION, "revokedAt": "2027-01-15T08:00:10Z"});
+    assert_eq!(ok_json(&lambda.invoke(event("revoke", Some(&token))).await), revoked);
+    clock.advance(10);
+    assert_eq!(
+        ok_json(&lambda.invoke(event("validate", Some(&token))).await),
+        json!({"isValid": false, "message": "Token has been revoked", "reason": "revoked"})
+    );
+    assert_eq!(ok_json(&lambda.invoke(event("revoke", Some(&token))).await), revoked);
+    assert_eq!(ok_json(&lambda.invoke(event("status", Some(&token))).await), revoked);
+}
+
+#[tokio::test]
+async fn a_revoke_event_reports_a_used_token_unchanged() {
+    let (lambda, clock) = TestLambda::at(NOW);
+    let token = lambda.issue().await;
+    assert_valid(&lambda.invoke(event("validate", Some(&token))).await);
+    clock.advance(10);
+    assert_eq!(
+        ok_json(&lambda.invoke(event("revoke", Some(&token))).await),
+        json!({"state": "used", "expiration": EXPIRATION, "usedAt": "2027-01-15T08:00:00Z"})
+    );
+}
+
+#[tokio::test]
+async fn a_superseding_issue_event_binds_purpose_and_subject_and_revokes_the_pairs_older_token() {
+    let (lambda, clock) = TestLambda::at(NOW);
+    let raw = event("issue-supersede", None);
+    assert_eq!(
+        raw["queryStringParameters"],
+        json!({"purpose": "password-reset", "subject": "user-42", "supersede": "true"})
+    );
+    let first = ok_json(&lambda.invoke(raw.clone()).await);
+    assert_eq!(first["expiration"], EXPIRATION);
+    let first = first["token"].as_str().unwrap().to_owned();
+    let claims = claims_of(&first);
+    assert_eq!((&claims["purpose"], &claims["sub"]), (&json!("password-reset"), &json!("user-42")));
+    clock.advance(30);
+    let second = ok_json(&lambda.invoke(raw).await)["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ok_json(&lambda.invoke(event("status", Some(&first))).await),
+        json!({
+            "state": "revoked",
+            "expiration": EXPIRATION,
+            "revokedAt": "2027-01-15T08:00:30Z",
+            "purpose": "password-reset",
+        })
+    );
+    assert_eq!(
+        ok_json(&lambda.invoke(event("validate-bound", Some(&first))).await),
+        json!({"isValid": false, "message": "Token has been revoked", "reason": "revoked"})
+    );
+    // A caller naming no purpose is refused, and the token stays usable for the right one.
+    assert_eq!(
+        ok_json(&lambda.invoke(event("validate", Some(&second))).await),
+        json!({
+            "isValid": false,
+            "message": "Token was issued for another purpose",
+            "reason": "wrong_purpose",
+        })
+    );
+    assert_valid(&lambda.invoke(event("validate-bound", Some(&second))).await);
+}
+
+#[tokio::test]
+async fn the_openapi_event_returns_the_generated_openapi_3_1_document() {
+    use utoipa::OpenApi;
+    let lambda = TestLambda::new();
+    let document = ok_json(&lambda.invoke(event("openapi-document", None)).await);
+    assert_eq!(document, serde_json::to_value(backend::http::ApiDoc::openapi()).unwrap());
+    assert_eq!(document["openapi"], "3.1.0");
+    for path in ["/tokens", "/tokens/status", "/tokens/revoke", "/openapi.json"] {
+        assert!(document["paths"].get(path).is_some(), "{path} missing");
+    }
 }
 
 fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

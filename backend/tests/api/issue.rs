@@ -68,9 +68,9 @@ async fn health_answers_ok() {
 async fn unknown_routes_and_methods_get_json_errors() {
     let app = TestApp::spawn().await;
     assert_error(app.get("/nope").await, StatusCode::NOT_FOUND, "not_found").await;
-    let post = app.client.post(format!("{}/no-such-endpoint", app.base)).send().await.unwrap();
+    let post = app.send(app.client.post(format!("{}/no-such-endpoint", app.base))).await;
     assert_error(post, StatusCode::NOT_FOUND, "not_found").await;
-    let delete = app.client.delete(format!("{}/tokens", app.base)).send().await.unwrap();
+    let delete = app.send(app.client.delete(format!("{}/tokens", app.base))).await;
     assert_error(delete, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
@@ -82,25 +82,26 @@ async fn configured_origins_get_cors_headers_and_others_do_not() {
     })
     .await;
     let preflight = |origin: &'static str| {
-        app.client
-            .request(reqwest::Method::OPTIONS, format!("{}/tokens", app.base))
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,idempotency-key")
-            .send()
+        app.send(
+            app.client
+                .request(reqwest::Method::OPTIONS, format!("{}/tokens", app.base))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type,idempotency-key"),
+        )
     };
-    let allowed = preflight("https://ui.example").await.unwrap();
+    let allowed = preflight("https://ui.example").await;
     assert_eq!(allowed.headers()["access-control-allow-origin"], "https://ui.example");
     let headers = allowed.headers()["access-control-allow-headers"].to_str().unwrap();
     assert!(headers.contains("idempotency-key"), "{headers}");
-    let refused = preflight("https://evil.example").await.unwrap();
+    let refused = preflight("https://evil.example").await;
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn head_does_not_issue_a_token() {
     let app = TestApp::spawn().await;
-    let head = app.client.head(format!("{}/tokens", app.base)).send().await.unwrap();
+    let head = app.send(app.client.head(format!("{}/tokens", app.base))).await;
     assert_eq!(head.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -113,6 +114,6 @@ async fn with_the_ui_served_other_methods_outside_the_api_still_get_json() {
     let page = app.get("/anything").await;
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.text().await.unwrap(), "<html>ui</html>");
-    let post = app.client.post(format!("{}/tokens/", app.base)).body("{}").send().await.unwrap();
+    let post = app.send(app.client.post(format!("{}/tokens/", app.base)).body("{}")).await;
     assert_error(post, StatusCode::NOT_FOUND, "not_found").await;
 }

@@ -1,6 +1,7 @@
 //! The real binary: start-up errors, restart and `kill -9` durability.
 
 use crate::helpers::SECRET;
+use crate::schema::Recorder;
 use reqwest::StatusCode;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -9,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 struct Process {
     child: Child,
     base: String,
+    client: reqwest::Client,
+    /// Every answer, checked against the OpenAPI document when the process is dropped.
+    recorder: Recorder,
 }
 
 fn command(data_dir: &Path) -> Command {
@@ -47,22 +51,28 @@ impl Process {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let base = line.trim().strip_prefix("token-service listening on ").unwrap().to_owned();
-        Self { child, base }
+        Self { child, base, client: reqwest::Client::new(), recorder: Recorder::new(false) }
+    }
+
+    /// `GET {path}`, recorded.
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.recorder.send(self.client.get(format!("{}{path}", self.base))).await
     }
 
     async fn issue(&self) -> String {
-        let body: shared::IssueResponse =
-            reqwest::get(format!("{}/tokens", self.base)).await.unwrap().json().await.unwrap();
+        let body: shared::IssueResponse = self.get("/tokens").await.json().await.unwrap();
         body.token
     }
 
     async fn validate(&self, token: &str) -> shared::ValidateResponse {
-        let response = reqwest::Client::new()
-            .post(format!("{}/tokens", self.base))
-            .json(&shared::ValidateRequest::new(token))
-            .send()
-            .await
-            .unwrap();
+        let response = self
+            .recorder
+            .send(
+                self.client
+                    .post(format!("{}/tokens", self.base))
+                    .json(&shared::ValidateRequest::new(token)),
+            )
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }
@@ -255,16 +265,18 @@ fn is_root() -> bool {
 
 /// Posts `token` with `key`, retrying (same key) while the answer is a 503; returns the 200
 /// answer. Every attempt must be a 200 or a 503 with `Retry-After`, never a 500.
-async fn validate_until_definite(base: &str, token: &str, key: &str) -> shared::ValidateResponse {
-    let client = reqwest::Client::new();
+async fn validate_until_definite(
+    server: &Process,
+    token: &str,
+    key: &str,
+) -> shared::ValidateResponse {
     for _ in 0..100 {
-        let response = client
-            .post(format!("{base}/tokens"))
+        let request = server
+            .client
+            .post(format!("{}/tokens", server.base))
             .header("idempotency-key", key)
-            .json(&shared::ValidateRequest::new(token))
-            .send()
-            .await
-            .unwrap();
+            .json(&shared::ValidateRequest::new(token));
+        let response = server.recorder.send(request).await;
         match response.status() {
             StatusCode::OK => return response.json().await.unwrap(),
             StatusCode::SERVICE_UNAVAILABLE => {
@@ -285,7 +297,6 @@ async fn a_full_disk_answers_503_and_the_server_recovers_when_space_is_freed() {
     }
     let disk = SmallDisk::mount().expect("running as root, but mounting a 4 MiB tmpfs failed");
     let server = Process::spawn(command(disk.dir.path()));
-    let client = reqwest::Client::new();
     let mut acknowledged: Vec<String> = Vec::new();
     for _ in 0..10 {
         acknowledged.push(server.issue().await);
@@ -294,7 +305,7 @@ async fn a_full_disk_answers_503_and_the_server_recovers_when_space_is_freed() {
     let filler = disk.fill();
     let (mut refused, mut ready_while_full) = (0, None);
     for _ in 0..300 {
-        let response = client.get(format!("{}/tokens", server.base)).send().await.unwrap();
+        let response = server.get("/tokens").await;
         match response.status() {
             StatusCode::OK => {
                 acknowledged.push(response.json::<shared::IssueResponse>().await.unwrap().token);
@@ -304,8 +315,7 @@ async fn a_full_disk_answers_503_and_the_server_recovers_when_space_is_freed() {
                 let body: serde_json::Value = response.json().await.unwrap();
                 assert_eq!(body["reason"], "unavailable", "{body}");
                 refused += 1;
-                let ready = client.get(format!("{}/health/ready", server.base)).send().await;
-                ready_while_full = Some(ready.unwrap().status());
+                ready_while_full = Some(server.get("/health/ready").await.status());
                 break;
             }
             other => panic!("GET /tokens on a full disk answered {other}"),
@@ -313,13 +323,13 @@ async fn a_full_disk_answers_503_and_the_server_recovers_when_space_is_freed() {
     }
     assert_eq!(refused, 1, "no issue was refused on a full disk");
     assert_eq!(ready_while_full, Some(StatusCode::SERVICE_UNAVAILABLE));
-    let live = client.get(format!("{}/health", server.base)).send().await.unwrap();
+    let live = server.get("/health").await;
     assert_eq!(live.status(), StatusCode::OK, "liveness stays 200");
 
     std::fs::remove_file(filler).unwrap();
     let freed = std::time::Instant::now();
     loop {
-        let ready = client.get(format!("{}/health/ready", server.base)).send().await.unwrap();
+        let ready = server.get("/health/ready").await;
         if ready.status() == StatusCode::OK {
             break;
         }
@@ -329,9 +339,9 @@ async fn a_full_disk_answers_503_and_the_server_recovers_when_space_is_freed() {
     acknowledged.push(server.issue().await);
     for (i, token) in acknowledged.iter().enumerate() {
         let key = format!("disk-full-{i}");
-        let first = validate_until_definite(&server.base, token, &key).await;
+        let first = validate_until_definite(&server, token, &key).await;
         assert!(first.is_valid, "acknowledged token {i} refused: {first:?}");
-        let again = validate_until_definite(&server.base, token, "someone-else").await;
+        let again = validate_until_definite(&server, token, "someone-else").await;
         assert_eq!(again.reason, Some(shared::Reason::AlreadyUsed), "token {i}");
     }
 }
