@@ -33,7 +33,7 @@ use shared::{
     IDEMPOTENCY_KEY_HEADER, IdempotencyKey, IssueResponse, MAX_BODY_BYTES, Reason, StatusResponse,
     TokenRequest, TokenState, ValidateRequest, ValidateResponse,
 };
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -132,11 +132,17 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
 )]
 async fn issue(
     State(service): State<Arc<TokenService>>,
-    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<IssueResponse>, ApiError> {
     let not_valid = |_| ApiError::BadRequest("the query string is not valid".into());
     let mut options = IssueOptions::default();
+    let mut seen = HashSet::new();
     for (name, value) in params.map_err(not_valid)?.0 {
+        // One meaning per request: `?ttl=60&ttl=604800` must not quietly pick one
+        // (HTTP parameter pollution, OWASP WSTG-INPV-04).
+        if !seen.insert(name.clone()) {
+            return Err(ApiError::BadRequest(format!("query parameter {name:?} is given twice")));
+        }
         match name.as_str() {
             "ttl" => {
                 let max = service.lifetimes().max_secs();
@@ -178,6 +184,14 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         _ => ApiError::BadRequest("the request body could not be read".into()),
     })?;
+    // serde would read a struct from a JSON array by position (`["<JWT>"]`): only an object is
+    // the documented shape.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::BadRequest(
+            r#"the body must be JSON of the form {"token": "<JWT>"} (an object, not an array)"#
+                .into(),
+        ));
+    }
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             r#"the body must be JSON of the form {{"token": "<JWT>"}} ({})"#,

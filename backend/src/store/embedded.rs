@@ -8,24 +8,34 @@
 //! its queue (up to [`MAX_BATCH`]), applies them in order in ONE write transaction, commits once
 //! (one fsync) and only then answers each caller. Under load many requests share one fsync;
 //! alone, a request waits for its own. Because one thread applies operations one after another,
-//! two consumes of one `uuid` can never both find the record unused.
+//! two consumes of one `uuid` can never both find the record unused. A batch that changed
+//! nothing (reads, consumes of used tokens) is aborted instead: what it read was already durable.
+//!
+//! What a commit costs decides what a write costs, because under load a batch holds only a few
+//! writes (each request holds one connection, and most connections are busy elsewhere): redb's
+//! per-commit work (its system tree, the allocator, checksums, one `pwrite` per dirty page and
+//! the fsync) is paid per batch, the B-tree work per write. So a token is ONE row in ONE table,
+//! written once at issue and once when it is used or revoked; there is no expiry index (the
+//! sweep scans the table in chunks), and the row is a compact byte string, read and written
+//! without allocating. `records_by_pair` is touched only for tokens bound to a purpose and
+//! subject.
 //!
 //! Faults: after a failed write or commit (`ENOSPC`, `EIO`) redb refuses every later
 //! transaction until the database is reopened. The writer then answers that batch with
 //! [`StoreError::Unavailable`] (or [`StoreError::OutcomeUnknown`] for a consume whose commit
 //! failed: its fsync may have reached the disk), closes the database and reopens it on the next
 //! request, or with a probe write every [`REOPEN_INTERVAL`] while nothing else writes.
-//! [`TokenStore::ready`] is true only while the last commit, or the last probe write, succeeded. The queue holds at most
-//! [`Options::queue_capacity`] operations and each waits at most [`Options::deadline`]: beyond
-//! either, [`StoreError::Overloaded`], so overload never means unbounded memory or a hang.
+//! [`TokenStore::ready`] is true only while the last commit, or the last probe write,
+//! succeeded. The queue holds at most [`Options::queue_capacity`] operations and each waits at
+//! most [`Options::deadline`]: beyond either, [`StoreError::Overloaded`], so overload never
+//! means unbounded memory or a hang.
 //!
-//! Tables: `records` maps a uuid (as `u128`) to `(expiry, state, at, attempt, purpose,
-//! subject)`: expiry in epoch seconds, state 0 unused / 1 used / 2 revoked, `at` the epoch second
-//! of the change (0 while unused), the attempt id that used it (empty otherwise), and the pair
-//! it is bound to (empty strings for none). `records_by_expiry` holds `(expiry, uuid)` so that
-//! [`EmbeddedStore::sweep_expired`] reads only expired records; `records_by_pair` holds
-//! `(purpose, subject, uuid)` of the records bound to a pair, for `supersede`. Reads
-//! (`status`) go through the writer too and, alone in a batch, commit nothing.
+//! Tables: `token_records` maps a uuid (as `u128`) to a [`Row`]: expiry in epoch seconds, state
+//! (unused, used, revoked), the epoch second of the change (0 while unused), the attempt id
+//! that used it (empty otherwise) and the pair it is bound to (empty strings for none).
+//! `records_by_pair` holds `(purpose, subject, uuid)` of the records bound to a pair, for
+//! `supersede`. Files of earlier versions (tables `records` + `records_by_expiry`, or `tokens`
+//! + `tokens_by_expiry`) are migrated when opened.
 
 use super::{
     AttemptId, Cause, Consumed, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State, StoreError, Stored,
@@ -36,20 +46,22 @@ use redb::{Database, DatabaseError, ReadableTable, Table, TableDefinition, Table
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-/// `(expiry, state, at, attempt, purpose, subject)`; see the module documentation.
-type Row = (i64, u8, i64, &'static str, &'static str, &'static str);
-const RECORDS: TableDefinition<u128, Row> = TableDefinition::new("records");
-const BY_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("records_by_expiry");
+const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("token_records");
 const BY_PAIR: TableDefinition<(&str, &str, u128), ()> = TableDefinition::new("records_by_pair");
 /// A probe write lands here: one key, overwritten.
 const PROBE: TableDefinition<u8, i64> = TableDefinition::new("probe");
-/// The table of earlier versions (uuid to expiry, unused records only); migrated on open.
+/// The previous version's records: `(expiry, state, at, attempt, purpose, subject)` (same
+/// meanings as [`Row`]), with an index by expiry; migrated on open.
+const V2_RECORDS: TableDefinition<u128, (i64, u8, i64, &str, &str, &str)> =
+    TableDefinition::new("records");
+const V2_BY_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("records_by_expiry");
+/// The first version's table (uuid to expiry, unused records only); migrated on open.
 const LEGACY_TOKENS: TableDefinition<u128, i64> = TableDefinition::new("tokens");
 const LEGACY_BY_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("tokens_by_expiry");
 
@@ -59,8 +71,9 @@ const REVOKED: u8 = 2;
 
 /// Most operations applied in one write transaction.
 pub const MAX_BATCH: usize = 1024;
-/// Most expired records removed by one sweep transaction; a sweep runs as many as it needs.
-pub const MAX_SWEEP: usize = 10_000;
+/// Most records one sweep transaction looks at; a sweep runs as many as it needs, so requests
+/// interleave with it.
+pub const MAX_SWEEP: usize = 4096;
 /// How long after its expiry a record is kept before the sweep may remove it, seconds. A
 /// validation reads the clock before its consume is queued and the consume is dropped unapplied
 /// once its [`Options::deadline`] (seconds) has passed, so a record is never removed while a
@@ -109,7 +122,11 @@ enum Request {
     Consume(Uuid, AttemptId, i64),
     Revoke(Uuid, i64),
     Status(Uuid),
-    Sweep(i64),
+    /// Remove records with `expiry <= cutoff` among at most [`MAX_SWEEP`] records from `from`.
+    Sweep {
+        cutoff: i64,
+        from: u128,
+    },
 }
 
 /// What an operation came to, answered only after the batch's commit.
@@ -119,7 +136,8 @@ enum Outcome {
     Consumed(Consumed),
     Revoked(Revoked),
     Status(Option<Stored>),
-    Swept(usize),
+    /// How many records a sweep step removed, and where the next step starts (`None`: done).
+    Swept(usize, Option<u128>),
 }
 
 impl EmbeddedStore {
@@ -154,18 +172,18 @@ impl EmbeddedStore {
     }
 
     /// Removes every record whose `expiry <= now - SWEEP_GRACE_SECS` (`now` in epoch seconds),
-    /// [`MAX_SWEEP`] per transaction so that requests interleave, and returns how many it
-    /// removed. Only reclaims space: expired records are refused by `consume` anyway.
+    /// looking at [`MAX_SWEEP`] records per transaction so that requests interleave, and returns
+    /// how many it removed. Only reclaims space: expired records are refused by `consume`
+    /// anyway.
     ///
     /// # Errors
     /// A store error if a transaction fails; what earlier transactions removed stays removed.
     pub async fn sweep_expired(&self, now: i64) -> Result<usize, StoreError> {
-        let mut removed = 0;
+        let (cutoff, mut from, mut removed) = (now - SWEEP_GRACE_SECS, 0, 0);
         loop {
-            let cutoff = now - SWEEP_GRACE_SECS;
-            match self.call(Request::Sweep(cutoff), Duration::from_secs(60)).await? {
-                Outcome::Swept(n) if n < MAX_SWEEP => return Ok(removed + n),
-                Outcome::Swept(n) => removed += n,
+            match self.call(Request::Sweep { cutoff, from }, Duration::from_secs(60)).await? {
+                Outcome::Swept(n, Some(next)) => (removed, from) = (removed + n, next),
+                Outcome::Swept(n, None) => return Ok(removed + n),
                 other => return Err(mismatch(&other)),
             }
         }
@@ -265,30 +283,125 @@ fn mismatch(outcome: &Outcome) -> StoreError {
     internal(format!("the embedded store answered with the wrong outcome: {outcome:?}"))
 }
 
-/// Creates the tables and migrates the records of earlier versions (all unused) into them.
+/// Creates the tables and migrates the records of earlier versions into them.
 fn prepare(db: &Database) -> Result<(), redb::Error> {
     let tx = db.begin_write()?;
     {
         let mut records = tx.open_table(RECORDS)?;
-        let mut by_expiry = tx.open_table(BY_EXPIRY)?;
         tx.open_table(BY_PAIR)?;
         tx.open_table(PROBE)?;
-        let legacy = tx.list_tables()?.any(|t| t.name() == LEGACY_TOKENS.name());
-        if legacy {
+        let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
+        let exists = |name: &str| names.iter().any(|n| n == name);
+        let mut buf = Vec::new();
+        if exists(V2_RECORDS.name()) {
+            let old = tx.open_table(V2_RECORDS)?;
+            for entry in old.iter()? {
+                let (id, row) = entry?;
+                let (expiry, state, at, attempt, purpose, subject) = row.value();
+                Row { expiry, state, at, attempt, purpose, subject }.encode(&mut buf);
+                records.insert(id.value(), buf.as_slice())?;
+            }
+            drop(old);
+            tx.delete_table(V2_RECORDS)?;
+        }
+        if exists(V2_BY_EXPIRY.name()) {
+            tx.delete_table(V2_BY_EXPIRY)?;
+        }
+        if exists(LEGACY_TOKENS.name()) {
             let old = tx.open_table(LEGACY_TOKENS)?;
             for entry in old.iter()? {
                 let (id, expiry) = entry?;
-                let (id, expiry) = (id.value(), expiry.value());
-                records.insert(id, (expiry, UNUSED, 0, "", "", ""))?;
-                by_expiry.insert((expiry, id), ())?;
+                Row::unused(expiry.value(), "", "").encode(&mut buf);
+                records.insert(id.value(), buf.as_slice())?;
             }
             drop(old);
             tx.delete_table(LEGACY_TOKENS)?;
+        }
+        if exists(LEGACY_BY_EXPIRY.name()) {
             tx.delete_table(LEGACY_BY_EXPIRY)?;
         }
     }
     tx.commit()?;
     Ok(())
+}
+
+/// A record as stored: `state` (1 byte), `expiry` and `at` (8 bytes each, little-endian), the
+/// lengths of `attempt` and `purpose` (1 byte each), then the bytes of `attempt`, `purpose` and
+/// `subject` (the rest). An unused record without a pair is 19 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Row<'a> {
+    /// Epoch seconds.
+    expiry: i64,
+    /// [`UNUSED`], [`USED`] or [`REVOKED`].
+    state: u8,
+    /// Epoch second of the change; 0 while unused.
+    at: i64,
+    /// The attempt that used it; empty otherwise. At most 255 bytes (attempt ids: 128).
+    attempt: &'a str,
+    /// Empty for none. At most 255 bytes (purposes: 64).
+    purpose: &'a str,
+    /// Empty for none.
+    subject: &'a str,
+}
+
+const HEADER: usize = 1 + 8 + 8 + 1 + 1;
+
+impl<'a> Row<'a> {
+    fn unused(expiry: i64, purpose: &'a str, subject: &'a str) -> Self {
+        Self { expiry, state: UNUSED, at: 0, attempt: "", purpose, subject }
+    }
+
+    /// The same record, changed to `state` at `at` by `attempt`.
+    fn changed(self, state: u8, at: i64, attempt: &'a str) -> Self {
+        Self { state, at, attempt, ..self }
+    }
+
+    /// Encodes into `buf` (cleared first), so that one buffer serves every write.
+    fn encode(&self, buf: &mut Vec<u8>) {
+        // Attempt ids (128 bytes) and purposes (64) fit; a longer one would be cut, never
+        // mis-framed, and the service checks both lengths before they get here.
+        let attempt = &self.attempt.as_bytes()[..self.attempt.len().min(255)];
+        let purpose = &self.purpose.as_bytes()[..self.purpose.len().min(255)];
+        buf.clear();
+        buf.push(self.state);
+        buf.extend_from_slice(&self.expiry.to_le_bytes());
+        buf.extend_from_slice(&self.at.to_le_bytes());
+        buf.extend_from_slice(&[attempt.len() as u8, purpose.len() as u8]);
+        buf.extend_from_slice(attempt);
+        buf.extend_from_slice(purpose);
+        buf.extend_from_slice(self.subject.as_bytes());
+    }
+
+    fn decode(bytes: &'a [u8]) -> Result<Self, redb::Error> {
+        let corrupt = || redb::Error::Corrupted("a token record is malformed".into());
+        let header = bytes.get(..HEADER).ok_or_else(corrupt)?;
+        let i64_at = |at: usize| -> Result<i64, redb::Error> {
+            let field = header.get(at..at + 8).ok_or_else(corrupt)?;
+            Ok(i64::from_le_bytes(field.try_into().map_err(|_| corrupt())?))
+        };
+        let (attempt_len, purpose_len) = (usize::from(header[17]), usize::from(header[18]));
+        let text = |from: usize, to: usize| -> Result<&'a str, redb::Error> {
+            std::str::from_utf8(bytes.get(from..to).ok_or_else(corrupt)?).map_err(|_| corrupt())
+        };
+        let purpose_at = HEADER + attempt_len;
+        let subject_at = purpose_at + purpose_len;
+        Ok(Self {
+            state: header[0],
+            expiry: i64_at(1)?,
+            at: i64_at(9)?,
+            attempt: text(HEADER, purpose_at)?,
+            purpose: text(purpose_at, subject_at)?,
+            subject: text(subject_at, bytes.len())?,
+        })
+    }
+
+    fn state(&self) -> State {
+        match self.state {
+            UNUSED => State::Unused,
+            REVOKED => State::Revoked { at: self.at },
+            _ => State::Used { at: self.at, attempt: AttemptId::stored(self.attempt) },
+        }
+    }
 }
 
 /// The writer thread's state: the database while it is usable, and how to reopen it.
@@ -306,6 +419,9 @@ enum Failure {
 
 impl Writer {
     fn run(mut self, queue: &mpsc::Receiver<Op>) {
+        // Reused for every batch: no allocation per batch once they have grown.
+        let mut batch: Vec<Op> = Vec::with_capacity(64);
+        let mut answers: Answers = Vec::with_capacity(64);
         loop {
             let first = if self.db.is_some() && self.ready.load(Ordering::SeqCst) {
                 match queue.recv() {
@@ -322,32 +438,40 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
-            let now = Instant::now();
-            let (batch, late): (Vec<Op>, Vec<Op>) = std::iter::once(first)
-                .chain(queue.try_iter().take(MAX_BATCH - 1))
-                .partition(|op| op.deadline > now);
-            // Past their deadline their callers have been answered; never apply them late.
-            late.into_iter().for_each(|op| drop(op.reply.send(Err(StoreError::Overloaded))));
-            if !batch.is_empty() {
-                self.apply_and_answer(batch);
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
             }
+            let now = Instant::now();
+            // Past their deadline their callers have been answered; never apply them late.
+            for late in batch.extract_if(.., |op| op.deadline <= now) {
+                drop(late.reply.send(Err(StoreError::Overloaded)));
+            }
+            if !batch.is_empty() {
+                self.apply_and_answer(&mut batch, &mut answers);
+            }
+            batch.clear();
         }
     }
 
-    fn apply_and_answer(&mut self, batch: Vec<Op>) {
+    fn apply_and_answer(&mut self, batch: &mut Vec<Op>, answers: &mut Answers) {
         let db = match self.database() {
             Ok(db) => db,
             Err(cause) => {
-                for op in batch {
+                for op in batch.drain(..) {
                     drop(op.reply.send(Err(StoreError::Unavailable(cause.clone().into()))));
                 }
                 return;
             }
         };
-        match apply(db, &batch) {
-            Ok(outcomes) => {
+        answers.clear();
+        match apply(db, batch, answers) {
+            Ok(()) => {
                 self.ready.store(true, Ordering::SeqCst);
-                for (op, outcome) in batch.into_iter().zip(outcomes) {
+                for (op, outcome) in batch.drain(..).zip(answers.drain(..)) {
                     drop(op.reply.send(outcome));
                 }
             }
@@ -360,7 +484,7 @@ impl Writer {
                     "embedded store write failed; reopening the database");
                 self.close();
                 let cause = cause.to_string();
-                for op in batch {
+                for op in batch.drain(..) {
                     let cause: Cause = cause.clone().into();
                     let error = match op.request {
                         Request::Consume(..) | Request::Revoke(..) if maybe_applied => {
@@ -415,178 +539,225 @@ impl Writer {
 
 type Answers = Vec<Result<Outcome, StoreError>>;
 
-/// Applies `batch` in order in one durable transaction; all or nothing.
-fn apply(db: &Database, batch: &[Op]) -> Result<Answers, Failure> {
+/// Applies `batch` in order in one durable transaction, all or nothing, pushing one answer per
+/// operation to `answers`.
+fn apply(db: &Database, batch: &[Op], answers: &mut Answers) -> Result<(), Failure> {
     let before = |e: redb::Error| Failure::BeforeCommit(e);
     let tx = db.begin_write().map_err(|e| before(e.into()))?;
-    let outcomes = {
+    let changed = {
         // Opened once per batch, not per operation: opening a table is a B-tree lookup.
         let mut tables = Tables {
             records: tx.open_table(RECORDS).map_err(|e| before(e.into()))?,
-            by_expiry: tx.open_table(BY_EXPIRY).map_err(|e| before(e.into()))?,
-            by_pair: tx.open_table(BY_PAIR).map_err(|e| before(e.into()))?,
+            by_pair: None,
+            tx: &tx,
+            buf: Vec::with_capacity(64),
+            changed: false,
         };
-        batch.iter().map(|op| tables.apply(&op.request)).collect::<Result<Answers, _>>()
-    }
-    .map_err(before)?;
-    if batch.iter().all(|op| matches!(op.request, Request::Status(_))) {
-        // Only reads: nothing to make durable, no fsync.
-        tx.abort().map_err(|e| before(e.into()))?;
-    } else {
+        for op in batch {
+            answers.push(tables.apply(&op.request).map_err(before)?);
+        }
+        tables.changed
+    };
+    if changed {
         tx.commit().map_err(|e| Failure::InCommit(e.into()))?;
+    } else {
+        // Nothing to make durable, no fsync: every row read was committed (and synced) by an
+        // earlier batch, since batches run one after another.
+        tx.abort().map_err(|e| before(e.into()))?;
     }
-    Ok(outcomes)
+    Ok(())
 }
 
 /// The tables, open in one write transaction.
 struct Tables<'tx> {
-    records: Table<'tx, u128, Row>,
-    by_expiry: Table<'tx, (i64, u128), ()>,
-    by_pair: Table<'tx, (&'static str, &'static str, u128), ()>,
+    records: Table<'tx, u128, &'static [u8]>,
+    /// Opened on first use: most batches hold no token bound to a pair.
+    by_pair: Option<Table<'tx, (&'static str, &'static str, u128), ()>>,
+    tx: &'tx redb::WriteTransaction,
+    /// The encoded row being written.
+    buf: Vec<u8>,
+    /// Whether anything was written (else the batch is aborted, not committed).
+    changed: bool,
 }
 
-/// A record as read from the `records` table.
-struct Record {
-    expiry: i64,
-    state: State,
-    pair: Option<Pair>,
-}
-
-impl Record {
-    fn read(row: (i64, u8, i64, &str, &str, &str)) -> Self {
-        let (expiry, state, at, attempt, purpose, subject) = row;
-        let state = match state {
-            UNUSED => State::Unused,
-            REVOKED => State::Revoked { at },
-            _ => State::Used { at, attempt: AttemptId::stored(attempt) },
-        };
-        let pair = (!purpose.is_empty())
-            .then(|| Pair { purpose: purpose.to_owned(), subject: subject.to_owned() });
-        Self { expiry, state, pair }
-    }
-}
-
-impl Tables<'_> {
+impl<'tx> Tables<'tx> {
     /// Applies one operation; `Err` fails the whole batch, `Ok(Err)` only this operation.
     fn apply(&mut self, request: &Request) -> Result<Result<Outcome, StoreError>, redb::Error> {
         Ok(Ok(match request {
             Request::Insert(record, supersede, now) => {
-                let id = record.uuid.as_u128();
-                if let Some(found) = self.get(id)? {
-                    // Our own earlier insert (same expiry) is a success; anything else is not.
-                    return Ok(if found.expiry == record.expiry {
-                        Ok(Outcome::Inserted)
-                    } else {
-                        Err(StoreError::Duplicate)
-                    });
-                }
-                if let Some(pair) = &record.pair {
-                    let outstanding = self.outstanding(pair, *now)?;
-                    if *supersede {
-                        for other in outstanding {
-                            self.set(other, REVOKED, *now, "")?;
-                        }
-                    } else if outstanding.len() >= MAX_OUTSTANDING_PER_PAIR {
-                        return Ok(Err(StoreError::TooManyOutstanding));
-                    }
-                    self.by_pair.insert((pair.purpose.as_str(), pair.subject.as_str(), id), ())?;
-                }
-                let (purpose, subject) = record
-                    .pair
-                    .as_ref()
-                    .map_or(("", ""), |p| (p.purpose.as_str(), p.subject.as_str()));
-                self.records.insert(id, (record.expiry, UNUSED, 0, "", purpose, subject))?;
-                self.by_expiry.insert((record.expiry, id), ())?;
-                Outcome::Inserted
+                return self.insert(record, *supersede, *now);
             }
             Request::Consume(uuid, attempt, now) => {
                 let id = uuid.as_u128();
-                Outcome::Consumed(match self.get(id)? {
-                    None => Consumed::NotFound,
-                    Some(found) if *now >= found.expiry => Consumed::Expired,
-                    Some(Record { state: State::Unused, .. }) => {
-                        self.set(id, USED, *now, attempt.as_str())?;
+                let Some(found) = self.records.get(id)? else {
+                    return Ok(Ok(Outcome::Consumed(Consumed::NotFound)));
+                };
+                let row = Row::decode(found.value())?;
+                Outcome::Consumed(match row.state {
+                    _ if *now >= row.expiry => Consumed::Expired,
+                    UNUSED => {
+                        row.changed(USED, *now, attempt.as_str()).encode(&mut self.buf);
+                        drop(found);
+                        self.write(id)?;
                         Consumed::Consumed
                     }
-                    Some(Record { state: State::Revoked { at }, .. }) => Consumed::Revoked { at },
-                    Some(Record { state: State::Used { at, attempt }, .. }) => {
-                        Consumed::Used { at, attempt }
-                    }
+                    REVOKED => Consumed::Revoked { at: row.at },
+                    _ => Consumed::Used { at: row.at, attempt: AttemptId::stored(row.attempt) },
                 })
             }
             Request::Revoke(uuid, now) => {
                 let id = uuid.as_u128();
-                Outcome::Revoked(match self.get(id)? {
-                    None => Revoked::NotFound,
-                    Some(found) if *now >= found.expiry => Revoked::Expired,
-                    Some(Record { state: State::Unused, .. }) => {
-                        self.set(id, REVOKED, *now, "")?;
+                let Some(found) = self.records.get(id)? else {
+                    return Ok(Ok(Outcome::Revoked(Revoked::NotFound)));
+                };
+                let row = Row::decode(found.value())?;
+                Outcome::Revoked(match row.state {
+                    _ if *now >= row.expiry => Revoked::Expired,
+                    UNUSED => {
+                        row.changed(REVOKED, *now, "").encode(&mut self.buf);
+                        drop(found);
+                        self.write(id)?;
                         Revoked::Revoked
                     }
-                    Some(Record { state: State::Revoked { at }, .. }) => {
-                        Revoked::AlreadyRevoked { at }
-                    }
-                    Some(Record { state: State::Used { at, .. }, .. }) => Revoked::Used { at },
+                    REVOKED => Revoked::AlreadyRevoked { at: row.at },
+                    _ => Revoked::Used { at: row.at },
                 })
             }
-            Request::Status(uuid) => Outcome::Status(
-                self.get(uuid.as_u128())?
-                    .map(|record| Stored { expiry: record.expiry, state: record.state }),
-            ),
-            Request::Sweep(cutoff) => {
-                let expired = self
-                    .by_expiry
-                    .range(..=(*cutoff, u128::MAX))?
-                    .take(MAX_SWEEP)
-                    .map(|entry| entry.map(|(key, _)| key.value()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for (expiry, id) in &expired {
-                    if let Some(Record { pair: Some(pair), .. }) = self.get(*id)? {
-                        self.by_pair.remove((pair.purpose.as_str(), pair.subject.as_str(), *id))?;
-                    }
-                    self.records.remove(*id)?;
-                    self.by_expiry.remove((*expiry, *id))?;
-                }
-                Outcome::Swept(expired.len())
+            Request::Status(uuid) => {
+                let found = self.records.get(uuid.as_u128())?;
+                let row = found.as_ref().map(|found| Row::decode(found.value())).transpose()?;
+                Outcome::Status(row.map(|row| Stored { expiry: row.expiry, state: row.state() }))
+            }
+            Request::Sweep { cutoff, from } => {
+                let (removed, next) = self.sweep(*cutoff, *from)?;
+                Outcome::Swept(removed, next)
             }
         }))
     }
 
-    fn get(&self, id: u128) -> Result<Option<Record>, redb::Error> {
-        Ok(self.records.get(id)?.map(|row| Record::read(row.value())))
+    /// Writes `self.buf` as the row of `id`.
+    fn write(&mut self, id: u128) -> Result<(), redb::Error> {
+        self.records.insert(id, self.buf.as_slice())?;
+        self.changed = true;
+        Ok(())
     }
 
-    /// Rewrites the state of record `id` to `(state, at, attempt)`, keeping expiry and pair.
-    fn set(&mut self, id: u128, state: u8, at: i64, attempt: &str) -> Result<(), redb::Error> {
-        let kept = self.records.get(id)?.map(|row| {
-            let (expiry, _, _, _, purpose, subject) = row.value();
-            (expiry, purpose.to_owned(), subject.to_owned())
-        });
-        if let Some((expiry, purpose, subject)) = kept {
-            self.records
-                .insert(id, (expiry, state, at, attempt, purpose.as_str(), subject.as_str()))?;
+    fn by_pair(
+        &mut self,
+    ) -> Result<&mut Table<'tx, (&'static str, &'static str, u128), ()>, redb::Error> {
+        match &mut self.by_pair {
+            Some(table) => Ok(table),
+            slot @ None => Ok(slot.insert(self.tx.open_table(BY_PAIR)?)),
         }
-        Ok(())
+    }
+
+    fn insert(
+        &mut self,
+        record: &TokenRecord,
+        supersede: bool,
+        now: i64,
+    ) -> Result<Result<Outcome, StoreError>, redb::Error> {
+        let id = record.uuid.as_u128();
+        let (purpose, subject) =
+            record.pair.as_ref().map_or(("", ""), |p| (p.purpose.as_str(), p.subject.as_str()));
+        Row::unused(record.expiry, purpose, subject).encode(&mut self.buf);
+        let Some(pair) = &record.pair else {
+            // One B-tree operation for the usual case: write, then look at what was there. A
+            // record found (our own earlier insert, or a uuid collision) is put back as it was.
+            let previous = self.records.insert(id, self.buf.as_slice())?;
+            self.changed = true;
+            let Some(previous) = previous.map(|guard| guard.value().to_vec()) else {
+                return Ok(Ok(Outcome::Inserted));
+            };
+            self.records.insert(id, previous.as_slice())?;
+            return Ok(same_insert(&previous, record.expiry));
+        };
+        if let Some(found) = self.records.get(id)? {
+            return Ok(same_insert(found.value(), record.expiry));
+        }
+        let outstanding = self.outstanding(pair, now)?;
+        if supersede {
+            for other in outstanding {
+                self.revoke_unused(other, now)?;
+            }
+            // `revoke_unused` used the buffer.
+            Row::unused(record.expiry, purpose, subject).encode(&mut self.buf);
+        } else if outstanding.len() >= MAX_OUTSTANDING_PER_PAIR {
+            return Ok(Err(StoreError::TooManyOutstanding));
+        }
+        self.by_pair()?.insert((pair.purpose.as_str(), pair.subject.as_str(), id), ())?;
+        self.write(id)?;
+        Ok(Ok(Outcome::Inserted))
+    }
+
+    /// Changes the unused record `id` to revoked at `now`.
+    fn revoke_unused(&mut self, id: u128, now: i64) -> Result<(), redb::Error> {
+        let Some(found) = self.records.get(id)? else { return Ok(()) };
+        Row::decode(found.value())?.changed(REVOKED, now, "").encode(&mut self.buf);
+        drop(found);
+        self.write(id)
     }
 
     /// The unused, unexpired records of `pair` at `now`; entries of the others are dropped.
     fn outstanding(&mut self, pair: &Pair, now: i64) -> Result<Vec<u128>, redb::Error> {
         let (purpose, subject) = (pair.purpose.as_str(), pair.subject.as_str());
         let ids = self
-            .by_pair
+            .by_pair()?
             .range((purpose, subject, 0)..=(purpose, subject, u128::MAX))?
             .map(|entry| entry.map(|(key, _)| key.value().2))
             .collect::<Result<Vec<u128>, _>>()?;
         let mut outstanding = Vec::new();
         for id in ids {
-            match self.get(id)? {
-                Some(record) if record.state == State::Unused && now < record.expiry => {
-                    outstanding.push(id);
+            let usable = match self.records.get(id)? {
+                Some(found) => {
+                    let row = Row::decode(found.value())?;
+                    row.state == UNUSED && now < row.expiry
                 }
-                _ => drop(self.by_pair.remove((purpose, subject, id))?),
+                None => false,
+            };
+            if usable {
+                outstanding.push(id);
+            } else {
+                self.by_pair()?.remove((purpose, subject, id))?;
+                self.changed = true;
             }
         }
         Ok(outstanding)
+    }
+
+    /// Removes the records with `expiry <= cutoff` among the first [`MAX_SWEEP`] from `from`;
+    /// returns how many, and where the next step starts if any records are left to look at.
+    fn sweep(&mut self, cutoff: i64, from: u128) -> Result<(usize, Option<u128>), redb::Error> {
+        let mut expired: Vec<(u128, Option<(String, String)>)> = Vec::new();
+        let (mut seen, mut last) = (0, from);
+        for entry in self.records.range(from..)?.take(MAX_SWEEP) {
+            let (id, row) = entry?;
+            let (id, row) = (id.value(), Row::decode(row.value())?);
+            (seen, last) = (seen + 1, id);
+            if row.expiry <= cutoff {
+                let pair = (!row.purpose.is_empty())
+                    .then(|| (row.purpose.to_owned(), row.subject.to_owned()));
+                expired.push((id, pair));
+            }
+        }
+        for (id, pair) in &expired {
+            if let Some((purpose, subject)) = pair {
+                self.by_pair()?.remove((purpose.as_str(), subject.as_str(), *id))?;
+            }
+            self.records.remove(*id)?;
+            self.changed = true;
+        }
+        let next = (seen == MAX_SWEEP).then(|| last.checked_add(1)).flatten();
+        Ok((expired.len(), next))
+    }
+}
+
+/// The answer to an insert that found `stored` under its uuid: our own earlier insert (same
+/// expiry) is a success; anything else is another token.
+fn same_insert(stored: &[u8], expiry: i64) -> Result<Outcome, StoreError> {
+    match Row::decode(stored) {
+        Ok(row) if row.expiry == expiry => Ok(Outcome::Inserted),
+        _ => Err(StoreError::Duplicate),
     }
 }
 
@@ -618,9 +789,9 @@ pub fn dump(path: impl AsRef<Path>) -> Result<Vec<DumpedRecord>, StoreError> {
         .map_err(internal)?
         .map(|entry| {
             let (id, row) = entry.map_err(internal)?;
-            let (expiry, state, at, attempt, _, _) = row.value();
-            let used = (state == USED).then(|| (at, attempt.to_owned()));
-            Ok(DumpedRecord { uuid: Uuid::from_u128(id.value()), expiry, used })
+            let row = Row::decode(row.value()).map_err(internal)?;
+            let used = (row.state == USED).then(|| (row.at, row.attempt.to_owned()));
+            Ok(DumpedRecord { uuid: Uuid::from_u128(id.value()), expiry: row.expiry, used })
         })
         .collect()
 }

@@ -460,8 +460,6 @@ async fn the_longest_purpose_and_subject_are_accepted_and_bound_exactly() {
 }
 
 #[tokio::test]
-#[ignore = "bug: duplicate query parameters are accepted, the last one wins (backend/src/http.rs, \
-            issue: Query<HashMap<..>>); un-ignore when they are refused"]
 async fn a_query_parameter_given_twice_is_a_400() {
     let app = TestApp::spawn().await;
     for (query, name) in [
@@ -477,9 +475,6 @@ async fn a_query_parameter_given_twice_is_a_400() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a JSON array body is read as the request object by position (serde's derived \
-            Deserialize accepts sequences), so [\"<token>\"] validates and consumes the token; \
-            un-ignore when backend/src/http.rs json_body refuses anything but an object"]
 async fn a_body_that_is_a_json_array_is_a_400_and_consumes_nothing() {
     let app = TestApp::spawn().await;
     let token = app.issue_with(&BOUND).await.token;

@@ -233,3 +233,139 @@ async fn a_panic_in_the_writer_fails_the_waiting_request_at_once() {
         Err(StoreError::Internal(_))
     ));
 }
+
+#[test]
+fn a_row_round_trips_at_the_longest_attempt_purpose_and_subject() {
+    let attempt = "a".repeat(shared::MAX_IDEMPOTENCY_KEY_BYTES);
+    let purpose = "p".repeat(shared::MAX_PURPOSE_CHARS);
+    // Multi-byte UTF-8 up to the byte limit.
+    let subject = "é".repeat(shared::MAX_SUBJECT_BYTES / 2);
+    let row = Row {
+        expiry: -5,
+        state: USED,
+        at: i64::MAX,
+        attempt: &attempt,
+        purpose: &purpose,
+        subject: &subject,
+    };
+    let mut buf = Vec::new();
+    row.encode(&mut buf);
+    assert_eq!(buf.len(), HEADER + attempt.len() + purpose.len() + subject.len());
+    assert_eq!(Row::decode(&buf).unwrap(), row);
+    Row::unused(7, "", "").encode(&mut buf);
+    assert_eq!(buf.len(), 19);
+    assert_eq!(Row::decode(&buf).unwrap(), Row::unused(7, "", ""));
+}
+
+#[test]
+fn a_truncated_row_is_corruption_not_a_panic() {
+    let mut buf = Vec::new();
+    Row { expiry: 1, state: USED, at: 2, attempt: "abc", purpose: "p", subject: "s" }
+        .encode(&mut buf);
+    for len in 0..HEADER + 3 {
+        assert!(matches!(Row::decode(&buf[..len]), Err(redb::Error::Corrupted(_))), "{len}");
+    }
+}
+
+#[tokio::test]
+async fn records_of_the_previous_format_are_migrated_with_their_states_and_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.redb");
+    let (unused, used, revoked, bound) =
+        (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut old = tx.open_table(V2_RECORDS).unwrap();
+            old.insert(unused.as_u128(), (2_000, UNUSED, 0, "", "", "")).unwrap();
+            old.insert(used.as_u128(), (2_000, USED, 1_100, "first-try", "", "")).unwrap();
+            old.insert(revoked.as_u128(), (2_000, REVOKED, 1_200, "", "", "")).unwrap();
+            old.insert(bound.as_u128(), (2_000, UNUSED, 0, "", "login", "alice")).unwrap();
+            let mut by_expiry = tx.open_table(V2_BY_EXPIRY).unwrap();
+            by_expiry.insert((2_000, unused.as_u128()), ()).unwrap();
+            tx.open_table(BY_PAIR)
+                .unwrap()
+                .insert(("login", "alice", bound.as_u128()), ())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    let attempt = AttemptId::generate();
+    assert_eq!(store.consume(unused, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
+    assert_eq!(
+        store.consume(used, &attempt, 1_000).await.unwrap(),
+        Consumed::Used { at: 1_100, attempt: AttemptId::stored("first-try") }
+    );
+    assert_eq!(
+        store.consume(revoked, &attempt, 1_000).await.unwrap(),
+        Consumed::Revoked { at: 1_200 }
+    );
+    // The pair came along: a superseding issue revokes the migrated token.
+    let pair = Pair { purpose: "login".into(), subject: "alice".into() };
+    let newer = TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000, pair: Some(pair) };
+    store.insert(&newer, true, 1_300).await.unwrap();
+    assert_eq!(
+        store.consume(bound, &attempt, 1_301).await.unwrap(),
+        Consumed::Revoked { at: 1_300 }
+    );
+    drop(store);
+    // The old tables are gone.
+    let db = Database::create(&path).unwrap();
+    let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let names: Vec<String> = tx.list_tables().unwrap().map(|t| t.name().to_owned()).collect();
+    assert!(!names.iter().any(|n| n == "records" || n == "records_by_expiry"), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_batch_that_changes_nothing_is_answered_without_an_fsync() {
+    let (_dir, faults, store) = open_faulty(Options::default());
+    let token = record(2_000);
+    store.insert(&token, false, 1_000).await.unwrap();
+    let attempt = AttemptId::generate();
+    assert_eq!(store.consume(token.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
+
+    // With every fsync failing, what only reads still answers: a replay, an unknown uuid, status.
+    Faults::set(&faults.failing_sync, true);
+    assert_eq!(
+        store.consume(token.uuid, &attempt, 1_001).await.unwrap(),
+        Consumed::Used { at: 1_000, attempt: attempt.clone() }
+    );
+    assert_eq!(store.consume(Uuid::new_v4(), &attempt, 1_001).await.unwrap(), Consumed::NotFound);
+    assert!(matches!(store.status(token.uuid).await.unwrap(), Some(Stored { expiry: 2_000, .. })));
+    assert!(store.ready().await.is_ok());
+    // A write needs its fsync.
+    assert!(matches!(
+        store.insert(&record(2_000), false, 1_000).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_sweep_removes_the_pair_entries_of_what_it_removes_and_keeps_the_rest() {
+    let (dir, store) = open();
+    let pair = |subject: &str| Some(Pair { purpose: "login".into(), subject: subject.into() });
+    let old = TokenRecord { uuid: Uuid::new_v4(), expiry: 100, pair: pair("bob") };
+    let live = TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000, pair: pair("carol") };
+    store.insert(&old, false, 50).await.unwrap();
+    store.insert(&live, false, 50).await.unwrap();
+    assert_eq!(store.sweep_expired(100 + SWEEP_GRACE_SECS).await.unwrap(), 1);
+    assert_eq!(store.status(old.uuid).await.unwrap(), None);
+    assert!(store.status(live.uuid).await.unwrap().is_some());
+    drop(store);
+    let db = Database::create(dir.path().join("tokens.redb")).unwrap();
+    let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let left: Vec<(String, String, u128)> = tx
+        .open_table(BY_PAIR)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|entry| {
+            let (key, _) = entry.unwrap();
+            let (purpose, subject, id) = key.value();
+            (purpose.to_owned(), subject.to_owned(), id)
+        })
+        .collect();
+    assert_eq!(left, vec![("login".to_owned(), "carol".to_owned(), live.uuid.as_u128())]);
+}
