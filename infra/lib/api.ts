@@ -216,7 +216,10 @@ export class TokenApi extends Construct {
     const tokens = api.root.addResource('tokens');
     tokens.addMethod('GET', integration);
     tokens.addMethod('POST', integration);
+    tokens.addResource('status').addMethod('POST', integration);
+    tokens.addResource('revoke').addMethod('POST', integration);
     api.root.addResource('health').addMethod('GET', integration);
+    api.root.addResource('openapi.json').addMethod('GET', integration);
 
     // RestApi.url ends in '/', and RestApi adds an `Endpoint` output of its own; the stack
     // publishes `ApiUrl` instead, in the form config.json wants.
@@ -280,7 +283,10 @@ export class TokenApi extends Construct {
     });
     const routes = [
       ...api.addRoutes({ path: '/tokens', methods: [apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST], integration }),
+      ...api.addRoutes({ path: '/tokens/status', methods: [apigwv2.HttpMethod.POST], integration }),
+      ...api.addRoutes({ path: '/tokens/revoke', methods: [apigwv2.HttpMethod.POST], integration }),
       ...api.addRoutes({ path: '/health', methods: [apigwv2.HttpMethod.GET], integration }),
+      ...api.addRoutes({ path: '/openapi.json', methods: [apigwv2.HttpMethod.GET], integration }),
     ];
     for (const route of routes) {
       Validations.of(route).acknowledge({

@@ -109,7 +109,7 @@ describe('lambda function', () => {
       assert.deepEqual(parts.slice(-4, -1), [{ Ref: apiId }, '/', { Ref: stageId }]);
       return parts.at(-1);
     });
-    assert.deepEqual(sourceArns.sort(), ['/GET/health', '/GET/tokens', '/POST/tokens']);
+    assert.deepEqual(sourceArns.sort(), ['/GET/health', '/GET/openapi.json', '/GET/tokens', '/POST/tokens', '/POST/tokens/revoke', '/POST/tokens/status']);
   });
 
   it('uses the placeholder and warns only with allowPlaceholders=true; uses the given zip otherwise', () => {
@@ -144,7 +144,7 @@ describe('rest api', () => {
     const s = synth();
     const fnId = s.logicalId(s.stack.api.function);
     const proxied = methods(s).filter((m) => m.method !== 'OPTIONS');
-    assert.deepEqual(proxied.map((m) => `${m.method} /${m.path}`).sort(), ['GET /health', 'GET /tokens', 'POST /tokens']);
+    assert.deepEqual(proxied.map((m) => `${m.method} /${m.path}`).sort(), ['GET /health', 'GET /openapi.json', 'GET /tokens', 'POST /revoke', 'POST /status', 'POST /tokens']);
     for (const m of proxied) {
       assert.equal(m.integration.Type, 'AWS_PROXY');
       assert.equal(m.integration.IntegrationHttpMethod, 'POST');
@@ -156,7 +156,7 @@ describe('rest api', () => {
     const s = synth();
     const origin = `'https://`;
     const preflights = methods(s).filter((m) => m.method === 'OPTIONS');
-    assert.deepEqual(preflights.map((m) => m.path).sort(), ['/', 'health', 'tokens']);
+    assert.deepEqual(preflights.map((m) => m.path).sort(), ['/', 'health', 'openapi.json', 'revoke', 'status', 'tokens']);
     for (const m of preflights) {
       assert.equal(m.integration.Type, 'MOCK');
       const params = m.integration.IntegrationResponses[0].ResponseParameters;

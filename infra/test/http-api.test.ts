@@ -27,10 +27,10 @@ describe('HTTP API variant (-c apiType=http)', () => {
     });
   });
 
-  it('routes GET and POST /tokens and GET /health to the function with payload format 2.0', () => {
+  it('routes every API endpoint (tokens, status, revoke, health, openapi.json) to the function with payload format 2.0', () => {
     const s = http();
     const routes = resourcesOf(s.template, 'AWS::ApiGatewayV2::Route').map(([, r]) => r.Properties);
-    assert.deepEqual(routes.map((r) => r.RouteKey).sort(), ['GET /health', 'GET /tokens', 'POST /tokens']);
+    assert.deepEqual(routes.map((r) => r.RouteKey).sort(), ['GET /health', 'GET /openapi.json', 'GET /tokens', 'POST /tokens', 'POST /tokens/revoke', 'POST /tokens/status']);
     const integrations = resourcesOf(s.template, 'AWS::ApiGatewayV2::Integration');
     assert.equal(integrations.length, 1, 'one integration shared by the routes');
     const [integrationId, integration] = integrations[0];
@@ -42,7 +42,7 @@ describe('HTTP API variant (-c apiType=http)', () => {
       assert.equal(r.AuthorizationType, 'NONE');
     }
     const permissions = resourcesOf(s.template, 'AWS::Lambda::Permission').map(([, p]) => p.Properties);
-    assert.equal(permissions.length, 3, 'one invoke permission per route, scoped to it');
+    assert.equal(permissions.length, 6, 'one invoke permission per route, scoped to it');
     for (const p of permissions) assert.equal(p.Principal, 'apigateway.amazonaws.com');
   });
 
