@@ -21,7 +21,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssueResponse {
     /// The token: a compact JWS (RFC 7515 section 7.1), HS256-signed, with claims `uuid`, `iat`
-    /// and `exp`.
+    /// and `exp`, and `purpose` and `sub` when it was issued with them.
     pub token: String,
     /// When the token expires: its `exp` claim as an RFC 3339 UTC timestamp, e.g.
     /// `2026-11-29T17:00:00Z`.
