@@ -460,3 +460,311 @@ describe('config.json chooses the API at run time', () => {
     }
   });
 });
+
+/**
+ * Fills the issue form (fields left undefined are left as they are), clicks Issue and returns
+ * the new token, once it has replaced any earlier one.
+ */
+async function issueWith(page, { lifetime, purpose, subject, supersede } = {}) {
+  const before = await page.$eval('#issued-token', (box) => box.value).catch(() => null);
+  if (lifetime !== undefined) await page.fill('#lifetime', String(lifetime));
+  if (purpose !== undefined) await page.fill('#issue-purpose', purpose);
+  if (subject !== undefined) await page.fill('#issue-subject', subject);
+  if (supersede !== undefined) await page.setChecked('#supersede', supersede);
+  await page.click('#issue-button');
+  await page.waitForFunction((old) => {
+    const box = document.getElementById('issued-token');
+    return (box !== null && box.value !== old) || document.querySelector('[data-testid="issue-error"]');
+  }, before, { timeout: 10_000 });
+  const error = await page.$(sel('issue-error'));
+  if (error) throw new Error(`issuing failed: ${await error.textContent()}`);
+  return page.inputValue('#issued-token');
+}
+
+/**
+ * Clicks Check status (`check`) or Revoke (`revoke`), waits for the server's answer and then for
+ * a shown result in `state`; returns its headline and explanation.
+ */
+async function lookInUi(page, action, state) {
+  const path = action === 'check' ? '/tokens/status' : '/tokens/revoke';
+  await Promise.all([
+    page.waitForResponse((r) => new URL(r.url()).pathname === path),
+    page.click(action === 'check' ? '#status-button' : '#revoke-button'),
+  ]);
+  const result = await page.waitForSelector(
+    sel('status-result', `[data-action="${action}"][data-state="${state}"]`),
+    { timeout: 10_000 },
+  );
+  return {
+    headline: await (await result.$(sel('status-headline'))).textContent(),
+    explanation: await (await result.$(sel('status-explanation'))).textContent(),
+  };
+}
+
+/** The claims of a JWT, decoded here in Node: what the page must show. */
+function claimsOf(token) {
+  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
+}
+
+/** `epochSecs` as the page shows times: the browser's locale and time zone. */
+function localTime(page, epochSecs) {
+  return page.evaluate(
+    (at) => new Date(at).toLocaleString('en-US', { dateStyle: 'medium', timeStyle: 'long' }),
+    epochSecs * 1000,
+  );
+}
+
+describe('purpose, subject, Check status and Revoke', () => {
+  test('a token issued with a purpose and subject shows them in its claims, decoded and not verified', () =>
+    withPage(async (page) => {
+      const issues = [];
+      page.on('request', (r) => { if (r.method() === 'GET' && new URL(r.url()).pathname === '/tokens') issues.push(r.url()); });
+      const token = await issueWith(page, { lifetime: 120, purpose: 'password-reset', subject: 'acct 42/ü' });
+      assert.equal(issues.length, 1);
+      const query = new URL(issues[0]).searchParams;
+      assert.deepEqual([...query], [['ttl', '120'], ['purpose', 'password-reset'], ['subject', 'acct 42/ü']]);
+
+      const claims = claimsOf(token);
+      assert.equal(claims.purpose, 'password-reset');
+      assert.equal(claims.sub, 'acct 42/ü');
+      assert.equal(claims.exp - claims.iat, 120);
+
+      assert.equal(await page.textContent(sel('claims-badge')), 'Decoded, not verified');
+      assert.equal(await page.textContent(sel('claim-purpose')), 'password-reset');
+      assert.equal(await page.textContent(sel('claim-sub')), 'acct 42/ü');
+      assert.equal(await page.textContent(sel('claim-uuid')), claims.uuid);
+      assert.match(claims.uuid, UUID_V4);
+      for (const name of ['iat', 'exp']) {
+        assert.equal(await page.getAttribute(sel(`claim-${name}`), 'data-raw'), String(claims[name]));
+        assert.equal(await page.textContent(sel(`claim-${name}`)), await localTime(page, claims[name]));
+      }
+      const expiration = await page.getAttribute(sel('expiration'), 'datetime');
+      assert.equal(Date.parse(expiration) / 1000, claims.exp, 'the same expiry as the issue panel');
+
+      // The validate form is filled for this token.
+      assert.equal(await page.inputValue('#validate-token'), token);
+      assert.equal(await page.inputValue('#validate-purpose'), 'password-reset');
+      assert.equal(await page.inputValue('#validate-subject'), 'acct 42/ü');
+      await screenshot(page, 'claims');
+
+      // A token issued without them says so, and clears the validate form's purpose and subject.
+      await issueWith(page, { purpose: '', subject: '' });
+      assert.equal(await page.textContent(sel('claim-purpose')), 'none');
+      assert.equal(await page.textContent(sel('claim-sub')), 'none');
+      assert.equal(await page.getAttribute(sel('claim-sub'), 'data-raw'), null);
+      assert.equal(await page.inputValue('#validate-purpose'), '');
+      assert.equal(await page.inputValue('#validate-subject'), '');
+
+      // Whatever is pasted is decoded as it is typed.
+      await page.fill('#validate-token', 'not-a-token');
+      assert.equal(
+        await page.textContent(sel('claims-error')),
+        'Claims not readable: not a JWT: a JWT is three parts separated by dots',
+      );
+      assert.equal(await page.$(sel('claims')), null);
+      await page.fill('#validate-token', '');
+      assert.equal(await page.$(sel('claims-error')), null, 'an empty box shows nothing');
+    }));
+
+  test('a wrong purpose or subject is refused without using the token, and Check status still says unused', () =>
+    withPage(async (page) => {
+      await issueWith(page, { purpose: 'login', subject: 'acct-7' });
+      const expiration = await page.getAttribute(sel('expiration'), 'datetime');
+
+      await page.fill('#validate-purpose', 'password-reset');
+      assert.deepEqual(await validateInUi(page, { valid: false, reason: 'wrong_purpose' }), {
+        verdict: 'Not accepted: issued for another purpose',
+        message: 'Token was issued for another purpose',
+      });
+      assert.equal(
+        await page.textContent(sel('validate-note')),
+        'The token was not used: it can still be validated with the purpose and subject it was issued for.',
+      );
+
+      assert.deepEqual(await lookInUi(page, 'check', 'unused'), {
+        headline: 'Unused',
+        explanation: 'Not validated yet: checking did not use it, and it can still be validated once.',
+      });
+      assert.equal(await page.textContent(sel('status-purpose')), 'login');
+      assert.equal(await page.getAttribute(sel('status-expiration'), 'datetime'), expiration);
+      assert.equal(
+        await page.textContent(sel('status-expiration')),
+        await localTime(page, Date.parse(expiration) / 1000),
+      );
+      assert.equal(await page.getAttribute(sel('validate-result'), 'data-reason'), 'wrong_purpose', 'the verdict stays');
+
+      await page.fill('#validate-purpose', 'login');
+      assert.equal(await page.$(sel('validate-result')), null, 'a verdict is shown only beside its request');
+      await page.fill('#validate-subject', 'acct-8');
+      assert.equal((await validateInUi(page, { valid: false, reason: 'wrong_subject' })).verdict,
+        'Not accepted: issued for another subject');
+      assert.equal(await page.$(sel('status-result')), null, 'validating hides the status it makes stale');
+      await page.fill('#validate-subject', '');
+      assert.equal((await validateInUi(page, { valid: false, reason: 'wrong_subject' })).verdict,
+        'Not accepted: issued for another subject', 'a bound token needs its subject named');
+
+      await page.fill('#validate-subject', 'acct-7');
+      assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid');
+
+      assert.equal((await lookInUi(page, 'check', 'used')).headline, 'Used');
+      const usedAt = await page.getAttribute(sel('status-used-at'), 'datetime');
+      const ago = (Date.now() - Date.parse(usedAt)) / 1000;
+      assert.ok(ago >= -1 && ago < 30, `used ${ago} s ago`);
+    }));
+
+  test('Check status leaves a fresh token valid', () =>
+    withPage(async (page, server) => {
+      const posts = [];
+      page.on('request', (r) => { if (r.method() === 'POST') posts.push(new URL(r.url()).pathname); });
+      const token = await issueWith(page);
+      for (let i = 0; i < 2; i += 1) {
+        assert.equal((await lookInUi(page, 'check', 'unused')).headline, 'Unused');
+      }
+      assert.deepEqual(posts, ['/tokens/status', '/tokens/status']);
+      assert.equal(await page.$(sel('status-purpose')), null, 'no purpose: none shown');
+      assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid');
+      assert.equal((await validateDirectly(server.url, token)).body.reason, 'already_used');
+    }));
+
+  test('Revoke makes the status revoked and validation refused', () =>
+    withPage(async (page, server) => {
+      const token = await issueWith(page);
+      assert.deepEqual(await lookInUi(page, 'revoke', 'revoked'), {
+        headline: 'Revoked',
+        explanation: 'It can no longer be validated.',
+      });
+      const revokedAt = await page.getAttribute(sel('status-revoked-at'), 'datetime');
+      const ago = (Date.now() - Date.parse(revokedAt)) / 1000;
+      assert.ok(ago >= -1 && ago < 30, `revoked ${ago} s ago`);
+      assert.equal(await page.textContent(sel('status-revoked-at')), await localTime(page, Date.parse(revokedAt) / 1000));
+      await screenshot(page, 'revoked');
+
+      assert.equal((await lookInUi(page, 'check', 'revoked')).headline, 'Revoked');
+      assert.deepEqual(await validateInUi(page, { valid: false, reason: 'revoked' }), {
+        verdict: 'Invalid: revoked',
+        message: (await validateDirectly(server.url, token)).body.message,
+      });
+      assert.equal((await lookInUi(page, 'revoke', 'revoked')).headline, 'Revoked', 'revoking again changes nothing');
+      assert.equal(await page.getAttribute(sel('status-revoked-at'), 'datetime'), revokedAt);
+
+      // A used token is not revoked, and says so.
+      await issueWith(page);
+      assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid');
+      assert.equal((await lookInUi(page, 'revoke', 'used')).headline, 'Not revoked: already used');
+      // A token that is not ours.
+      await page.fill('#validate-token', 'not-a-token');
+      assert.equal((await lookInUi(page, 'check', 'invalid')).headline, 'Invalid: not a token');
+    }));
+
+  test('issuing with supersede revokes the earlier token of the same purpose and subject', () =>
+    withPage(async (page) => {
+      const issues = [];
+      page.on('request', (r) => { if (r.method() === 'GET' && new URL(r.url()).pathname === '/tokens') issues.push(r.url()); });
+      assert.equal(await page.isEnabled('#supersede'), false, 'needs purpose and subject');
+      await page.fill('#issue-purpose', 'login');
+      assert.equal(await page.isEnabled('#supersede'), false, 'needs the subject too');
+      await page.fill('#issue-subject', 'acct-9');
+      assert.equal(await page.isEnabled('#supersede'), true);
+
+      const first = await issueWith(page, { supersede: true });
+      assert.equal(await page.textContent(sel('superseded-note')), 'Earlier unused tokens of this purpose and subject are revoked.');
+      const second = await issueWith(page);
+      assert.notEqual(second, first);
+      assert.deepEqual(issues.map((u) => new URL(u).search), [
+        '?purpose=login&subject=acct-9&supersede=true',
+        '?purpose=login&subject=acct-9&supersede=true',
+      ]);
+
+      await page.fill('#validate-token', first);
+      assert.equal(await page.textContent(sel('claim-sub')), 'acct-9');
+      assert.equal((await lookInUi(page, 'check', 'revoked')).headline, 'Revoked');
+      await page.fill('#validate-token', second);
+      assert.equal(await page.$(sel('status-result')), null, 'a status is shown only beside its token');
+      assert.equal((await lookInUi(page, 'check', 'unused')).headline, 'Unused');
+      assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid');
+
+      // Clearing the subject unticks and disables the box: supersede is not sent without both.
+      await page.fill('#issue-subject', '');
+      assert.equal(await page.isEnabled('#supersede'), false);
+      assert.equal(await page.isChecked('#supersede'), false);
+      await issueWith(page);
+      assert.equal(new URL(issues.at(-1)).search, '?purpose=login');
+      assert.equal(await page.$(sel('superseded-note')), null);
+    }));
+
+  test('a full purpose and subject shows the server\'s 409, and supersede issues anyway', () =>
+    withPage(async (page, server) => {
+      const url = `${server.url}/tokens?purpose=login&subject=acct-full`;
+      let refusal;
+      for (let i = 0; i < 100 && !refusal; i += 1) {
+        const response = await fetch(url);
+        if (response.status === 409) refusal = await response.json();
+        else assert.equal(response.status, 200);
+      }
+      assert.equal(refusal?.reason, 'too_many_outstanding');
+
+      await page.fill('#issue-purpose', 'login');
+      await page.fill('#issue-subject', 'acct-full');
+      await page.click('#issue-button');
+      const error = await page.waitForSelector(sel('issue-error'));
+      assert.equal(await error.textContent(), `The server refused the request (HTTP 409): ${refusal.message}`);
+
+      const token = await issueWith(page, { supersede: true });
+      assert.equal(claimsOf(token).sub, 'acct-full');
+      assert.equal(await page.$(sel('issue-error')), null);
+    }));
+
+  test('a purpose or subject the server would refuse is not sent', () =>
+    withPage(async (page) => {
+      const requests = [];
+      page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/tokens')) requests.push(r.url()); });
+      const purposeRule = "Purpose must be 1 to 64 characters of a-z, 0-9, '.', '_' and '-', or blank for none.";
+      await page.fill('#issue-purpose', 'Password Reset');
+      await page.fill('#issue-subject', 's'.repeat(257));
+      await page.click('#issue-button');
+      assert.equal(await page.textContent(sel('issue-purpose-error')), purposeRule);
+      assert.equal(
+        await page.textContent(sel('issue-subject-error')),
+        'Subject must be 1 to 256 bytes of UTF-8, or blank for none.',
+      );
+
+      for (const button of ['#validate-button', '#status-button', '#revoke-button']) {
+        await page.click(button);
+        assert.equal(await page.textContent(sel('validate-input-error')), 'Paste a token first.');
+      }
+      await page.fill('#validate-token', 'a.b.c');
+      await page.fill('#validate-purpose', 'Login');
+      await page.click('#validate-button');
+      assert.equal(await page.textContent(sel('validate-purpose-error')), purposeRule);
+      assert.equal(await page.textContent(sel('validate-input-error')), '');
+      await page.waitForTimeout(300);
+      assert.deepEqual(requests, [], 'nothing was sent');
+    }));
+
+  test('every button waits while a status request is in flight, and a failure is shown', () =>
+    withPage(async (page, server) => {
+      await issueWith(page);
+      let release;
+      const held = new Promise((resolve) => { release = resolve; });
+      await page.route((url) => url.pathname === '/tokens/status', async (route) => {
+        await held;
+        await route.abort('failed');
+      });
+      await page.click('#status-button');
+      await page.waitForSelector('#status-button[aria-busy="true"]');
+      assert.equal(await page.textContent('#status-button'), 'Checking…');
+      for (const button of ['#validate-button', '#status-button', '#revoke-button', '#issue-button']) {
+        assert.equal(await page.isEnabled(button), button === '#issue-button', button);
+      }
+      release();
+      const error = await page.waitForSelector(sel('status-error', '[data-action="check"]'));
+      assert.match(
+        await error.textContent(),
+        new RegExp(`^Network error: could not reach ${server.url.replace(/\./g, '\\.')}/tokens/status \\(`),
+      );
+      assert.equal(await page.isEnabled('#validate-button'), true);
+      assert.equal(await page.textContent('#status-button'), 'Check status');
+      assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid');
+      assert.equal(await page.$(sel('status-error')), null, 'validating hides the old failure');
+    }));
+});

@@ -195,6 +195,18 @@ pub fn verdict(answer: &ValidateResponse) -> &'static str {
     }
 }
 
+/// A note under a refusal that left the token as it was: a wrong purpose or subject is found
+/// before the server consumes anything. `None` for every other answer.
+pub fn not_consumed_note(answer: &ValidateResponse) -> Option<&'static str> {
+    match answer.reason? {
+        Reason::WrongPurpose | Reason::WrongSubject => Some(
+            "The token was not used: it can still be validated with the purpose and subject it \
+             was issued for.",
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
@@ -319,6 +331,23 @@ mod tests {
         let no_reason =
             ValidateResponse { reason: None, ..ValidateResponse::refused(Reason::Expired, "m") };
         assert_eq!(verdict(&no_reason), "Invalid");
+    }
+
+    #[test]
+    fn only_a_wrong_purpose_or_subject_says_the_token_is_still_usable() {
+        for reason in Reason::ALL {
+            let note = not_consumed_note(&ValidateResponse::refused(reason, "m"));
+            let expected = matches!(reason, Reason::WrongPurpose | Reason::WrongSubject);
+            assert_eq!(note.is_some(), expected, "{reason:?}");
+        }
+        assert_eq!(not_consumed_note(&ValidateResponse::valid("ok")), None);
+        assert_eq!(
+            not_consumed_note(&ValidateResponse::refused(Reason::WrongPurpose, "m")),
+            Some(
+                "The token was not used: it can still be validated with the purpose and subject \
+                 it was issued for."
+            )
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Every HTTP call of the UI: `config.json` once at start, then `GET /tokens` and
-//! `POST /tokens` against the chosen [`ApiBase`].
+//! Every HTTP call of the UI: `config.json` once at start, then `GET /tokens`, `POST /tokens`,
+//! `POST /tokens/status` and `POST /tokens/revoke` against the chosen [`ApiBase`].
 //!
 //! Each call is aborted after [`TIMEOUT_SECS`], so a silent server shows an error instead of a
 //! button that stays disabled. Status, `Retry-After` and body are read by
@@ -8,10 +8,15 @@
 
 use crate::answer::{ApiError, read_answer};
 use crate::api_base::ApiBase;
+use crate::form::IssueRequest;
 use gloo_net::http::{Request, RequestBuilder};
 use gloo_timers::callback::Timeout;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::{IDEMPOTENCY_KEY_HEADER, IssueResponse, ValidateRequest, ValidateResponse};
+use shared::{
+    IDEMPOTENCY_KEY_HEADER, IssueResponse, StatusResponse, TokenRequest, ValidateRequest,
+    ValidateResponse,
+};
 use web_sys::{AbortController, RequestCache};
 
 /// How long a request may take before it is aborted, in seconds.
@@ -28,43 +33,79 @@ pub async fn fetch_config() -> Option<String> {
     }
 }
 
-/// `GET /tokens[?ttl=SECONDS]`: issues a token.
+/// `GET /tokens[?ttl=S&purpose=P&subject=X&supersede=true]`: issues a token.
 ///
 /// # Errors
-/// [`ApiError`] for a network failure, a timeout, a refusal (`400` for a lifetime out of range)
-/// or an unreadable answer.
-pub async fn issue(base: &ApiBase, ttl_secs: Option<u64>) -> Result<IssueResponse, ApiError> {
-    let url = base.issue_url(ttl_secs);
-    // The lifetime goes through `query` rather than in the URL: gloo-net 0.6 appends a stray
-    // `&` to a URL that already has a query string.
-    let builder =
-        Request::get(&base.tokens_url()).query(ttl_secs.map(|ttl| ("ttl", ttl.to_string())));
+/// [`ApiError`] for a network failure, a timeout, a refusal (`400` for a lifetime, purpose or
+/// subject out of range; `409` when the purpose and subject already have the most unused
+/// tokens) or an unreadable answer.
+pub async fn issue(base: &ApiBase, request: &IssueRequest) -> Result<IssueResponse, ApiError> {
+    // The URL named in error messages: with the lifetime, not the purpose and subject (they are
+    // in the form above the message).
+    let url = base.issue_url(request.ttl);
+    // The parameters go through `query` rather than in the URL: gloo-net 0.6 appends a stray
+    // `&` to a URL that already has a query string, and `query` percent-encodes them.
+    let query = request.query();
+    let builder = Request::get(&base.tokens_url()).query(query.iter().map(|(k, v)| (*k, v)));
     send(builder, &url, None).await
 }
 
-/// `POST /tokens` with `{"token": ...}` and the header `Idempotency-Key: {key}`: validates, and
-/// thereby consumes, a token. Sending the same `key` again repeats the same attempt: the server
-/// replays its answer (`replayed: true`) instead of reporting the token as used.
+/// `POST /tokens` with `{"token", "purpose"?, "subject"?}` and the header
+/// `Idempotency-Key: {key}`: validates, and thereby consumes, a token. Sending the same `key`
+/// again repeats the same attempt: the server replays its answer (`replayed: true`) instead of
+/// reporting the token as used.
 ///
-/// A refused token is an `Ok` answer with `is_valid: false`; `Err` means the request itself
-/// failed (and, for `503 outcome_unknown` or a lost answer, that its outcome is unknown).
+/// A refused token is an `Ok` answer with `is_valid: false` (`wrong_purpose` and
+/// `wrong_subject` leave it unused); `Err` means the request itself failed (and, for
+/// `503 outcome_unknown` or a lost answer, that its outcome is unknown).
 ///
 /// # Errors
 /// As [`issue`], plus `503` refusals carrying the server's `Retry-After`.
 pub async fn validate(
     base: &ApiBase,
-    token: &str,
+    request: &ValidateRequest,
     key: &str,
 ) -> Result<ValidateResponse, ApiError> {
     let url = base.tokens_url();
-    let body = ValidateRequest::new(token);
-    send(Request::post(&url).header(IDEMPOTENCY_KEY_HEADER, key), &url, Some(&body)).await
+    send(Request::post(&url).header(IDEMPOTENCY_KEY_HEADER, key), &url, json(&url, request)?).await
+}
+
+/// `POST /tokens/status` with `{"token": ...}`: where the token stands. Changes nothing, so an
+/// unused token stays usable.
+///
+/// # Errors
+/// As [`issue`].
+pub async fn status(base: &ApiBase, token: &str) -> Result<StatusResponse, ApiError> {
+    post_token(&base.status_url(), token).await
+}
+
+/// `POST /tokens/revoke` with `{"token": ...}`: revokes an unused token; any other is reported
+/// unchanged.
+///
+/// # Errors
+/// As [`issue`]; after a `503 outcome_unknown`, [`status`] tells whether it was revoked.
+pub async fn revoke(base: &ApiBase, token: &str) -> Result<StatusResponse, ApiError> {
+    post_token(&base.revoke_url(), token).await
+}
+
+async fn post_token(url: &str, token: &str) -> Result<StatusResponse, ApiError> {
+    let body = json(url, &TokenRequest { token: token.to_owned() })?;
+    send(Request::post(url), url, body).await
+}
+
+/// A JSON request body, serialized here so that one non-generic [`fetch_text`] sends them all.
+/// A failure is reported as gloo-net's `json()` would have been: a request that never left.
+fn json(url: &str, body: &impl Serialize) -> Result<Option<String>, ApiError> {
+    serde_json::to_string(body).map(Some).map_err(|e| ApiError::Network {
+        url: url.to_owned(),
+        detail: format!("the request body could not be written ({e})"),
+    })
 }
 
 async fn send<T: DeserializeOwned>(
     builder: RequestBuilder,
     url: &str,
-    json: Option<&ValidateRequest>,
+    json: Option<String>,
 ) -> Result<T, ApiError> {
     let Fetched { status, retry_after, text } = fetch_text(builder, url, json).await?;
     read_answer(status, retry_after.as_deref(), &text)
@@ -79,18 +120,18 @@ struct Fetched {
     text: String,
 }
 
-/// Sends a request (uncached, aborted after [`TIMEOUT_SECS`]) and returns status, `Retry-After`
-/// and body text.
+/// Sends a request (uncached, aborted after [`TIMEOUT_SECS`]) with an optional JSON body and
+/// returns status, `Retry-After` and body text.
 async fn fetch_text(
     builder: RequestBuilder,
     url: &str,
-    json: Option<&ValidateRequest>,
+    json: Option<String>,
 ) -> Result<Fetched, ApiError> {
     let network = |detail: String| ApiError::Network { url: url.to_owned(), detail };
     let controller = AbortController::new().map_err(|e| network(format!("{e:?}")))?;
     let builder = builder.cache(RequestCache::NoStore).abort_signal(Some(&controller.signal()));
     let request = match json {
-        Some(body) => builder.json(body),
+        Some(body) => builder.header("content-type", "application/json").body(body),
         None => builder.build(),
     }
     .map_err(|e| network(e.to_string()))?;

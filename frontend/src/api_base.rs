@@ -45,6 +45,16 @@ impl ApiBase {
         format!("{}/tokens", self.0)
     }
 
+    /// URL of `POST /tokens/status` (where a token stands; changes nothing).
+    pub fn status_url(&self) -> String {
+        format!("{}/tokens/status", self.0)
+    }
+
+    /// URL of `POST /tokens/revoke`.
+    pub fn revoke_url(&self) -> String {
+        format!("{}/tokens/revoke", self.0)
+    }
+
     /// URL of `GET /tokens`, with `?ttl=SECONDS` when a lifetime is given.
     pub fn issue_url(&self, ttl_secs: Option<u64>) -> String {
         match ttl_secs {
@@ -134,6 +144,14 @@ mod tests {
         assert_eq!(
             base("http://127.0.0.1:3000").issue_url(Some(90)),
             "http://127.0.0.1:3000/tokens?ttl=90"
+        );
+        assert_eq!(
+            base("https://x.example/prod/").status_url(),
+            "https://x.example/prod/tokens/status"
+        );
+        assert_eq!(
+            base("https://x.example/prod").revoke_url(),
+            "https://x.example/prod/tokens/revoke"
         );
     }
 

@@ -1,5 +1,6 @@
-//! The token service's web UI: issue a one-time token, see when it expires, copy it, and
-//! validate (consume) a token, against the API of `backend/src/http.rs`.
+//! The token service's web UI: issue a one-time token (optionally bound to a purpose and a
+//! subject), see when it expires, copy it, read its claims, and validate (consume), check or
+//! revoke a token, against the API of `backend/src/http.rs`.
 //!
 //! A Leptos 0.8 client-side app built by trunk (root `index.html` and `Trunk.toml`). The API base
 //! URL is the page's origin unless `config.json` beside `index.html` names another at run time
@@ -9,14 +10,19 @@
 //! - pure view logic, compiled and tested on every target: [`timing`] (countdown, RFC 3339,
 //!   lifetime input), [`request`] (one button's request state machine), [`api_base`] (choosing
 //!   and joining the base URL), [`answer`] (reading status and body into an answer or an error,
-//!   verdicts), [`validation`] (one validation's `Idempotency-Key` and automatic retries);
+//!   verdicts), [`validation`] (one validation's `Idempotency-Key` and automatic retries),
+//!   [`form`] (reading the forms: purpose, subject, supersede), [`status`] (Check status and
+//!   Revoke answers in words) and [`claims`] (a token's claims, decoded but not verified);
 //! - browser-only code, compiled for `wasm32` only because it needs `web-sys`, `gloo-net` and
 //!   Leptos: `api` (every HTTP call), `browser` (clock, local time, random keys, clipboard) and
 //!   `components`.
 
 pub mod answer;
 pub mod api_base;
+pub mod claims;
+pub mod form;
 pub mod request;
+pub mod status;
 pub mod timing;
 pub mod validation;
 

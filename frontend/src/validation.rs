@@ -11,9 +11,13 @@
 //! failure whether to retry on its own ([`RetryPolicy`]), and, once the automatic retries are
 //! spent with no definite answer, keeps the attempt's key so the button becomes "Retry" for the
 //! same token. The panel only sends, waits and shows.
+//!
+//! An attempt is one request body: the token *and* the purpose and subject it is validated for.
+//! The server checks those before it consumes anything, so a retry with another purpose would
+//! not be "the same validation": changing any of the three starts a new attempt.
 
 use crate::answer::ApiError;
-use shared::ValidateResponse;
+use shared::{ValidateRequest, ValidateResponse};
 
 /// When to try again after a failure that may be temporary ([`ApiError::is_transient`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +86,8 @@ pub enum Phase {
 /// One validation of one token under one `Idempotency-Key`, possibly over several requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
-    /// The token sent (trimmed).
-    pub token: String,
+    /// The body sent: the token (trimmed), and the purpose and subject it is validated for.
+    pub request: ValidateRequest,
     /// The `Idempotency-Key` sent with every request of this attempt.
     pub key: String,
     /// Requests sent since the latest click, counting the one in flight (1 on the first try).
@@ -96,7 +100,7 @@ pub struct Attempt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     /// Wait `wait_ms` milliseconds, call [`Validation::resend`], and send the same request (same
-    /// token, same key) again.
+    /// body, same key) again.
     Resend {
         /// The wait, in milliseconds.
         wait_ms: u32,
@@ -122,38 +126,38 @@ impl Validation {
         self.attempt.as_ref().is_some_and(|a| !matches!(a.phase, Phase::Done(_)))
     }
 
-    /// Whether the button, for `token`, repeats the latest attempt with its key ("Retry"): the
-    /// attempt ended with an error that leaves its outcome unknown, and the token box still holds
-    /// the same token. Editing the token (or issuing a new one) ends this.
-    pub fn offers_retry(&self, token: &str) -> bool {
+    /// Whether the button, for `request`, repeats the latest attempt with its key ("Retry"): the
+    /// attempt ended with an error that leaves its outcome unknown, and the form still holds the
+    /// same token, purpose and subject. Editing any of them (or issuing a new token) ends this.
+    pub fn offers_retry(&self, request: &ValidateRequest) -> bool {
         self.attempt.as_ref().is_some_and(|a| {
-            a.token == token && matches!(&a.phase, Phase::Done(Err(e)) if e.outcome_unknown())
+            a.request == *request && matches!(&a.phase, Phase::Done(Err(e)) if e.outcome_unknown())
         })
     }
 
-    /// Starts sending for a click on the button with `token` in the box; returns the token and
-    /// key to send. The key is the unresolved attempt's when [`Validation::offers_retry`], else
-    /// `fresh_key()`. Returns `None`, changing nothing, while [`Validation::is_busy`]: the caller
-    /// must not send.
+    /// Starts sending for a click on the button with `request` in the form; returns the body
+    /// and key to send. The key is the unresolved attempt's when [`Validation::offers_retry`],
+    /// else `fresh_key()`. Returns `None`, changing nothing, while [`Validation::is_busy`]: the
+    /// caller must not send.
     pub fn start(
         &mut self,
-        token: String,
+        request: ValidateRequest,
         fresh_key: impl FnOnce() -> String,
-    ) -> Option<(String, String)> {
+    ) -> Option<(ValidateRequest, String)> {
         if self.is_busy() {
             return None;
         }
         let key = match &self.attempt {
-            Some(a) if self.offers_retry(&token) => a.key.clone(),
+            Some(a) if self.offers_retry(&request) => a.key.clone(),
             _ => fresh_key(),
         };
         self.attempt = Some(Attempt {
-            token: token.clone(),
+            request: request.clone(),
             key: key.clone(),
             tries: 1,
             phase: Phase::Sending,
         });
-        Some((token, key))
+        Some((request, key))
     }
 
     /// Records the outcome of the request in flight and says what to do next: retry a
@@ -245,6 +249,10 @@ mod tests {
         ApiError::Refused { status, message: "m".into(), reason: Some(reason), retry_after_secs }
     }
 
+    fn req(token: &str) -> ValidateRequest {
+        ValidateRequest::new(token)
+    }
+
     fn key(n: u8) -> impl FnOnce() -> String {
         move || format!("key-{n}")
     }
@@ -290,31 +298,31 @@ mod tests {
     #[test]
     fn each_click_gets_a_fresh_key() {
         let mut v = Validation::default();
-        assert_eq!(v.start("t".into(), key(1)), Some(("t".into(), "key-1".into())));
+        assert_eq!(v.start(req("t"), key(1)), Some((req("t"), "key-1".into())));
         assert_eq!(v.record(Ok(ValidateResponse::valid("ok")), &RETRY), Next::Stop);
-        assert_eq!(v.start("t".into(), key(2)), Some(("t".into(), "key-2".into())));
+        assert_eq!(v.start(req("t"), key(2)), Some((req("t"), "key-2".into())));
         let used = ValidateResponse::refused(Reason::AlreadyUsed, "used");
         assert_eq!(v.record(Ok(used.clone()), &RETRY), Next::Stop);
         assert_eq!(v.attempt().unwrap().phase, Phase::Done(Ok(used)));
-        assert!(!v.offers_retry("t"));
+        assert!(!v.offers_retry(&req("t")));
     }
 
     #[test]
     fn a_second_start_while_busy_is_refused() {
         let mut v = Validation::default();
-        assert!(v.start("t".into(), key(1)).is_some());
+        assert!(v.start(req("t"), key(1)).is_some());
         assert!(v.is_busy());
-        assert_eq!(v.start("t".into(), key(2)), None);
+        assert_eq!(v.start(req("t"), key(2)), None);
         assert_eq!(v.record(Err(network()), &RETRY), Next::Resend { wait_ms: 500 });
         assert!(v.is_busy(), "busy while waiting to retry");
-        assert_eq!(v.start("t".into(), key(3)), None);
+        assert_eq!(v.start(req("t"), key(3)), None);
         assert_eq!(v.attempt().unwrap().key, "key-1");
     }
 
     #[test]
     fn a_lost_answer_is_retried_with_the_same_key_until_it_is_definite() {
         let mut v = Validation::default();
-        v.start("t".into(), key(1));
+        v.start(req("t"), key(1));
         assert_eq!(v.progress(&RETRY), None);
         assert_eq!(v.record(Err(network()), &RETRY), Next::Resend { wait_ms: 500 });
         assert_eq!(
@@ -342,7 +350,7 @@ mod tests {
     fn unavailable_and_overloaded_are_retried_too() {
         for reason in [Reason::Unavailable, Reason::Overloaded] {
             let mut v = Validation::default();
-            v.start("t".into(), key(1));
+            v.start(req("t"), key(1));
             let next = v.record(Err(refused(503, reason, None)), &RETRY);
             assert_eq!(next, Next::Resend { wait_ms: 500 }, "{reason:?}");
         }
@@ -351,15 +359,15 @@ mod tests {
     #[test]
     fn after_the_last_retry_the_outcome_is_unknown_and_retry_keeps_the_key() {
         let mut v = Validation::default();
-        v.start("t".into(), key(1));
+        v.start(req("t"), key(1));
         for wait_ms in [500, 1_000, 2_000] {
             assert_eq!(v.record(Err(network()), &RETRY), Next::Resend { wait_ms });
             assert!(v.resend());
         }
         assert_eq!(v.record(Err(network()), &RETRY), Next::Stop);
         assert_eq!(v.attempt().unwrap().tries, 4);
-        assert!(v.offers_retry("t"));
-        assert!(!v.offers_retry("other"), "a different token is a new validation");
+        assert!(v.offers_retry(&req("t")));
+        assert!(!v.offers_retry(&req("other")), "a different token is a new validation");
         assert_eq!(
             v.failure().unwrap(),
             "The outcome is unknown: the token may or may not have been used. No definite \
@@ -370,38 +378,56 @@ mod tests {
         );
 
         // Retry: the same key, and a fresh set of automatic retries.
-        assert_eq!(v.start("t".into(), key(2)), Some(("t".into(), "key-1".into())));
+        assert_eq!(v.start(req("t"), key(2)), Some((req("t"), "key-1".into())));
         assert_eq!(v.attempt().unwrap().tries, 1);
         assert_eq!(v.record(Err(network()), &RETRY), Next::Resend { wait_ms: 500 });
         v.resend();
         assert_eq!(v.record(Ok(replayed()), &RETRY), Next::Stop);
-        assert!(!v.offers_retry("t"));
+        assert!(!v.offers_retry(&req("t")));
     }
 
     #[test]
     fn a_changed_token_gets_a_fresh_key() {
         let mut v = Validation::default();
-        v.start("t".into(), key(1));
+        v.start(req("t"), key(1));
         v.record(Err(refused(500, Reason::Internal, None)), &RETRY);
-        assert!(v.offers_retry("t"), "a 500 is not retried on its own, but Retry is offered");
-        assert_eq!(v.start("u".into(), key(2)), Some(("u".into(), "key-2".into())));
+        assert!(v.offers_retry(&req("t")), "a 500 is not retried on its own, but Retry is offered");
+        assert_eq!(v.start(req("u"), key(2)), Some((req("u"), "key-2".into())));
+    }
+
+    #[test]
+    fn a_changed_purpose_or_subject_is_a_new_validation() {
+        let bound = |purpose: &str, subject: Option<&str>| ValidateRequest {
+            purpose: Some(purpose.into()),
+            subject: subject.map(str::to_owned),
+            ..req("t")
+        };
+        let mut v = Validation::default();
+        v.start(bound("login", None), key(1));
+        v.record(Err(refused(500, Reason::Internal, None)), &RETRY);
+        assert!(v.offers_retry(&bound("login", None)));
+        assert!(!v.offers_retry(&req("t")));
+        assert!(!v.offers_retry(&bound("reset", None)));
+        assert!(!v.offers_retry(&bound("login", Some("acct-1"))));
+        let (sent, fresh) = v.start(bound("reset", None), key(2)).unwrap();
+        assert_eq!((sent, fresh.as_str()), (bound("reset", None), "key-2"));
     }
 
     #[test]
     fn a_4xx_refusal_is_final_and_offers_no_retry() {
         let mut v = Validation::default();
-        v.start("t".into(), key(1));
+        v.start(req("t"), key(1));
         let too_large = refused(413, Reason::PayloadTooLarge, None);
         assert_eq!(v.record(Err(too_large.clone()), &RETRY), Next::Stop);
-        assert!(!v.offers_retry("t"));
+        assert!(!v.offers_retry(&req("t")));
         assert_eq!(v.failure(), Some(too_large.to_string()));
-        assert_eq!(v.start("t".into(), key(2)).unwrap().1, "key-2");
+        assert_eq!(v.start(req("t"), key(2)).unwrap().1, "key-2");
     }
 
     #[test]
     fn a_non_transient_unknown_outcome_says_so_without_a_try_count() {
         let mut v = Validation::default();
-        v.start("t".into(), key(1));
+        v.start(req("t"), key(1));
         v.record(Err(refused(500, Reason::Internal, None)), &RETRY);
         assert_eq!(
             v.failure().unwrap(),
@@ -417,7 +443,7 @@ mod tests {
         assert_eq!(v.record(Ok(ValidateResponse::valid("ok")), &RETRY), Next::Stop);
         assert_eq!(v, Validation::default());
         assert!(!v.resend());
-        v.start("t".into(), key(1));
+        v.start(req("t"), key(1));
         v.record(Err(network()), &RETRY);
         assert_eq!(v.record(Ok(replayed()), &RETRY), Next::Stop, "waiting, not sending");
         assert!(matches!(v.attempt().unwrap().phase, Phase::Waiting { .. }));
@@ -427,9 +453,9 @@ mod tests {
     fn no_retries_means_one_try() {
         let policy = RetryPolicy { retries: 0, ..RETRY };
         let mut v = Validation::default();
-        v.start("t".into(), key(1));
+        v.start(req("t"), key(1));
         assert_eq!(v.record(Err(network()), &policy), Next::Stop);
-        assert!(v.offers_retry("t"));
+        assert!(v.offers_retry(&req("t")));
         assert!(v.failure().unwrap().contains("No definite answer after 1 try. "));
     }
 }

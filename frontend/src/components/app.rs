@@ -7,12 +7,12 @@ use crate::api;
 use crate::api_base::{ApiBase, ApiChoice, choose_api_base};
 use crate::browser;
 use crate::components::issue::IssuePanel;
-use crate::components::validate::ValidatePanel;
+use crate::components::validate::{ValidateFields, ValidatePanel};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-/// The whole page. The validate box is shared with the issue panel, which fills it with each new
-/// token for convenience.
+/// The whole page. The validate form is shared with the issue panel, which fills it with each
+/// new token (and its purpose and subject) for convenience.
 #[component]
 pub fn App() -> impl IntoView {
     let choice = RwSignal::new(None::<Result<ApiChoice, String>>);
@@ -34,7 +34,7 @@ pub fn App() -> impl IntoView {
         choice.with(|c| c.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.base.clone()))
     })
     .into();
-    let validate_box = RwSignal::new(String::new());
+    let validate = ValidateFields::new();
 
     view! {
         <header class="masthead">
@@ -42,8 +42,8 @@ pub fn App() -> impl IntoView {
             <p class="lede">"Issue a token that can be validated exactly once, then check one."</p>
         </header>
         <main class="panels">
-            <IssuePanel api=api validate_box=validate_box />
-            <ValidatePanel api=api token=validate_box />
+            <IssuePanel api=api validate=validate />
+            <ValidatePanel api=api fields=validate />
         </main>
         <footer class="footer">
             {move || choice.with(|c| match c {
