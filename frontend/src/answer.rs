@@ -192,6 +192,8 @@ pub fn verdict(answer: &ValidateResponse) -> &'static str {
         Reason::Overloaded => "Not checked: service busy",
         Reason::OutcomeUnknown => "Outcome unknown",
         Reason::Internal => "Not checked: server error",
+        Reason::Unauthorized => "Not checked: issuer key required",
+        Reason::RateLimited => "Not checked: too many requests",
     }
 }
 

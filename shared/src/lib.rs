@@ -170,6 +170,10 @@ pub struct ValidateResponse {
     /// When the token was used, RFC 3339 UTC: with `replayed`, and with `already_used`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_at: Option<String>,
+    /// The request's id (its `X-Request-Id`), on error answers: quote it when reporting a
+    /// problem, it finds the server's log lines of that request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Machine-readable cause of a refusal, serialized in `snake_case` (e.g. `"already_used"`).
@@ -219,11 +223,17 @@ pub enum Reason {
     OutcomeUnknown,
     /// An unexpected server failure; details are in the server's log, never in the response.
     Internal,
+    /// The endpoint needs an issuer key (`Authorization: Bearer <key>`, RFC 6750 section 2.1)
+    /// and the request had none or a wrong one (HTTP 401 with `WWW-Authenticate: Bearer`).
+    Unauthorized,
+    /// This client sent more requests than its per-minute limit allows; retry after
+    /// `Retry-After` seconds (HTTP 429, RFC 6585 section 4).
+    RateLimited,
 }
 
 impl Reason {
     /// Every reason, in declaration order (for documentation and exhaustive tests).
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::AlreadyUsed,
         Reason::Expired,
         Reason::InvalidSignature,
@@ -241,6 +251,8 @@ impl Reason {
         Reason::Overloaded,
         Reason::OutcomeUnknown,
         Reason::Internal,
+        Reason::Unauthorized,
+        Reason::RateLimited,
     ];
 
     /// The `snake_case` wire name, as in the JSON (`"already_used"`).
@@ -263,6 +275,8 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::OutcomeUnknown => "outcome_unknown",
             Reason::Internal => "internal",
+            Reason::Unauthorized => "unauthorized",
+            Reason::RateLimited => "rate_limited",
         }
     }
 }
@@ -314,6 +328,7 @@ impl ValidateResponse {
             reason: None,
             replayed: false,
             used_at: None,
+            request_id: None,
         }
     }
 
@@ -325,6 +340,7 @@ impl ValidateResponse {
             reason: Some(reason),
             replayed: false,
             used_at: None,
+            request_id: None,
         }
     }
 }
