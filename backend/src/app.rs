@@ -4,17 +4,27 @@
 //! ([`crate::lambda::LambdaConfig`]) are only two ways to fill in [`Settings`]; every
 //! environment variable name is in [`crate::contract`].
 
+use crate::audit::{LogSink, Telemetry};
+use crate::auth::IssuerKeys;
 use crate::clock::{Clock, SystemClock};
-use crate::http::{AllowedOrigins, router};
-use crate::keys::{KeyError, MIN_KEY_BYTES, SigningKey};
+use crate::http::{AllowedOrigins, api, not_found};
+use crate::keys::{KeyError, KeyRing, MIN_KEY_BYTES, Secret, SigningKey};
+use crate::limits::RateLimit;
+use crate::metrics::{Emf, MeteredStore, Metrics};
+use crate::ops::{Guards, outer};
+use crate::request::{DEFAULT_REQUEST_TIMEOUT_SECS, Tracking};
 use crate::store::dynamodb::{DynamoStore, sdk_config};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{StoreError, TokenStore};
 use crate::tokens::{Lifetimes, TokenService};
 use axum::Router;
+use axum::routing::get_service;
 use std::io::{self, Write};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use tower_http::services::{ServeDir, ServeFile};
 
 /// Everything that decides how the service behaves.
 #[derive(Debug, Clone)]
@@ -30,6 +40,62 @@ pub struct Settings {
     /// How long after a token's use a retry with the same `Idempotency-Key` gets that success
     /// again, seconds (`TOKEN_SERVICE_REPLAY_WINDOW`, default 600).
     pub replay_window: u64,
+    /// Issuer keys, rate limits, key rotation, timeouts and telemetry.
+    pub ops: OpsSettings,
+    /// Where audit lines (and EMF lines, with [`OpsSettings::emf_function_name`]) go.
+    pub log: LogSink,
+    /// The built web UI, served at `/` (local server only); `None` serves the API only.
+    pub ui_dir: Option<PathBuf>,
+    /// AWS configuration to use instead of the standard chain ([`sdk_config`]); tests point
+    /// it at local emulators without touching the process environment.
+    pub aws: Option<aws_config::SdkConfig>,
+}
+
+/// The settings of issue 13, "running it for real": everything is off by default except the
+/// request timeout, so the open seed behaviour is kept until an operator turns a guard on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsSettings {
+    /// Previous signing keys, each at least 32 bytes, that still verify tokens issued before a
+    /// rotation (`TOKEN_SERVICE_PREVIOUS_SECRETS`); never used to sign.
+    pub previous_secrets: Vec<Secret>,
+    /// Who may issue tokens and read metrics.
+    pub issuer_keys: IssuerKeySource,
+    /// Requests per minute per client on `/tokens` (`TOKEN_SERVICE_RATE_LIMIT_PER_MINUTE`);
+    /// `None` is unlimited.
+    pub rate_limit_per_minute: Option<NonZeroU32>,
+    /// Take the client's address from the last `X-Forwarded-For` entry (a proxy in front).
+    pub trust_forwarded_for: bool,
+    /// Overall deadline of one request (`TOKEN_SERVICE_REQUEST_TIMEOUT`, seconds).
+    pub request_timeout: Duration,
+    /// Write metrics as CloudWatch EMF lines naming this function (the Lambda's
+    /// `AWS_LAMBDA_FUNCTION_NAME`); `None` writes none.
+    pub emf_function_name: Option<String>,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self {
+            previous_secrets: Vec::new(),
+            issuer_keys: IssuerKeySource::None,
+            rate_limit_per_minute: None,
+            trust_forwarded_for: false,
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+            emf_function_name: None,
+        }
+    }
+}
+
+/// Where the issuer keys come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IssuerKeySource {
+    /// No keys: issuing and metrics are open (the default).
+    #[default]
+    None,
+    /// These keys (from `TOKEN_SERVICE_ISSUER_KEYS` or `--issuer-keys-file`).
+    Keys(IssuerKeys),
+    /// The ARN of a Secrets Manager secret whose string holds the keys, one a line or
+    /// comma-separated (`TOKEN_SERVICE_ISSUER_KEYS_SECRET_ARN`), read once at cold start.
+    SecretsManager(String),
 }
 
 /// The token store to open.
@@ -56,7 +122,8 @@ pub enum StoreSettings {
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// The ARN of a Secrets Manager secret whose `SecretString` is the key (UTF-8, at least 32
-    /// bytes), read once at cold start. The deployed shape.
+    /// bytes), read once at cold start. The deployed shape. Its `AWSCURRENT` version signs; its
+    /// `AWSPREVIOUS` version, if any, still verifies (key rotation).
     SecretsManager(String),
     /// The key itself (UTF-8, at least 32 bytes), from `TOKEN_SERVICE_SECRET`.
     Value(String),
@@ -102,6 +169,17 @@ pub enum StartupError {
     /// The key cannot be read from AWS Secrets Manager.
     #[error("signing key from Secrets Manager: {0}")]
     SecretsManager(String),
+    /// A previous signing key is too short.
+    #[error("TOKEN_SERVICE_PREVIOUS_SECRETS: previous key {index}: {source}")]
+    PreviousKey {
+        /// Its position in the list, from 1.
+        index: usize,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// The issuer keys are missing, too short or cannot be read.
+    #[error("issuer keys: {0}")]
+    IssuerKeys(String),
     /// The store file cannot be opened: locked by another process, unreadable or corrupt.
     #[error("token store {path}: {}", causes(source))]
     Store {
@@ -139,6 +217,8 @@ pub struct App {
     pub embedded: Option<Arc<EmbeddedStore>>,
     /// The clock the service reads.
     pub clock: Arc<dyn Clock>,
+    /// The service's metrics (also at `GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Reads the key, opens (and checks) the store and builds the router.
@@ -147,25 +227,58 @@ pub struct App {
 /// A [`StartupError`] naming the setting, file or service at fault.
 pub async fn build(settings: Settings) -> Result<App, StartupError> {
     let needs_aws = matches!(settings.key, KeySource::SecretsManager(_))
+        || matches!(settings.ops.issuer_keys, IssuerKeySource::SecretsManager(_))
         || matches!(settings.store, StoreSettings::Dynamodb { .. });
-    let sdk =
-        if needs_aws { Some(sdk_config().await.map_err(StartupError::Dynamo)?) } else { None };
+    let sdk = match (needs_aws, settings.aws.clone()) {
+        (false, _) => None,
+        (true, Some(sdk)) => Some(sdk),
+        (true, None) => Some(sdk_config().await.map_err(StartupError::Dynamo)?),
+    };
+    let mut previous = Vec::new();
+    for (i, secret) in settings.ops.previous_secrets.iter().enumerate() {
+        previous.push(
+            SigningKey::parse(secret.expose().as_bytes())
+                .map_err(|source| StartupError::PreviousKey { index: i + 1, source })?,
+        );
+    }
     let key = match &settings.key {
         KeySource::Value(secret) => SigningKey::parse(secret.as_bytes())?,
         KeySource::File(path) => load_or_create_key(path)?,
         KeySource::SecretsManager(arn) => {
             let sdk = sdk.as_ref().ok_or_else(|| StartupError::Config("no AWS config".into()))?;
-            let secret = aws_sdk_secretsmanager::Client::new(sdk)
-                .get_secret_value()
-                .secret_id(arn)
-                .send()
+            let client = aws_sdk_secretsmanager::Client::new(sdk);
+            let current = secret_version(&client, arn, "AWSCURRENT")
                 .await
-                .map_err(|e| StartupError::SecretsManager(causes(&e)))?
-                .secret_string
-                .ok_or_else(|| {
-                    StartupError::SecretsManager(format!("{arn} has no SecretString"))
-                })?;
-            SigningKey::parse(secret.as_bytes())?
+                .map_err(StartupError::SecretsManager)?
+                .ok_or_else(|| StartupError::SecretsManager(format!("{arn} has no AWSCURRENT")))?;
+            // After a rotation AWSPREVIOUS is the key before; it only verifies. A secret never
+            // rotated has none.
+            if let Some(old) = secret_version(&client, arn, "AWSPREVIOUS")
+                .await
+                .map_err(StartupError::SecretsManager)?
+            {
+                previous.push(SigningKey::parse(old.as_bytes()).map_err(|source| {
+                    StartupError::SecretsManager(format!("{arn} AWSPREVIOUS: {source}"))
+                })?);
+            }
+            SigningKey::parse(current.as_bytes())?
+        }
+    };
+    let keys = KeyRing::new(key.clone()).with_previous(previous);
+    let issuer_keys = match &settings.ops.issuer_keys {
+        IssuerKeySource::None => None,
+        IssuerKeySource::Keys(keys) => Some(keys.clone()),
+        IssuerKeySource::SecretsManager(arn) => {
+            let sdk = sdk.as_ref().ok_or_else(|| StartupError::Config("no AWS config".into()))?;
+            let client = aws_sdk_secretsmanager::Client::new(sdk);
+            let text = secret_version(&client, arn, "AWSCURRENT")
+                .await
+                .map_err(StartupError::IssuerKeys)?
+                .ok_or_else(|| StartupError::IssuerKeys(format!("{arn} has no AWSCURRENT")))?;
+            Some(
+                IssuerKeys::parse(&text)
+                    .map_err(|e| StartupError::IssuerKeys(format!("{arn}: {e}")))?,
+            )
         }
     };
     let (store, embedded): (Arc<dyn TokenStore>, _) = match settings.store {
@@ -187,10 +300,70 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
             (Arc::new(crate::store::null::NullStore), None)
         }
     };
+    let emf = settings
+        .ops
+        .emf_function_name
+        .clone()
+        .map(|function_name| Emf { function_name, sink: settings.log.clone() });
+    let metrics = Arc::new(Metrics::new(emf));
+    let store: Arc<dyn TokenStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    tracing::info!(kids = ?keys.kids(), "signing with the first key id; verifying with all");
     let service = TokenService::new(&key, store, clock.clone(), settings.lifetimes)
-        .with_replay_window(settings.replay_window);
-    Ok(App { router: router(Arc::new(service), &settings.origins), embedded, clock })
+        .with_replay_window(settings.replay_window)
+        .with_keys(keys)
+        .with_observer(Arc::new(Telemetry::new(settings.log.clone(), metrics.clone())));
+    let guards = Guards {
+        timeout: settings.ops.request_timeout,
+        rate_limit: settings
+            .ops
+            .rate_limit_per_minute
+            .map(|n| Arc::new(RateLimit::new(n, Some(metrics.clone())))),
+        issuer_keys: issuer_keys.map(Arc::new),
+        metrics: Some(metrics.clone()),
+    };
+    let api = api(Arc::new(service), &settings.origins, &guards);
+    let app = match &settings.ui_dir {
+        Some(dir) => with_ui(api, dir),
+        None => api,
+    };
+    let tracking = Tracking {
+        trust_forwarded_for: settings.ops.trust_forwarded_for,
+        metrics: Some(metrics.clone()),
+    };
+    Ok(App { router: outer(app, tracking), embedded, clock, metrics })
+}
+
+/// The `SecretString` of `stage` (`AWSCURRENT`, `AWSPREVIOUS`) of secret `arn`, or `None` if
+/// the secret has no such version.
+async fn secret_version(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+    stage: &str,
+) -> Result<Option<String>, String> {
+    match client.get_secret_value().secret_id(arn).version_stage(stage).send().await {
+        Ok(output) => output
+            .secret_string
+            .map(Some)
+            .ok_or_else(|| format!("{arn} {stage} has no SecretString")),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            Ok(None)
+        }
+        Err(e) => Err(causes(&e)),
+    }
+}
+
+/// Serves the UI at `/` when it has been built; otherwise keeps the API's JSON 404. Only GET
+/// and HEAD reach the UI files; other methods outside the API get the API's JSON 404.
+fn with_ui(api: Router, ui_dir: &Path) -> Router {
+    let index = ui_dir.join("index.html");
+    if !index.is_file() {
+        tracing::warn!(dir = %ui_dir.display(), "web UI not built; serving the API only");
+        return api;
+    }
+    // SPA fallback: any other path is the page itself, with 200 (as CloudFront does in AWS).
+    let files = ServeDir::new(ui_dir).fallback(ServeFile::new(index));
+    api.fallback_service(get_service(files).fallback(not_found))
 }
 
 /// The DynamoDB store on `table`, created if `create`, else checked to exist: a missing table is

@@ -35,12 +35,31 @@ pub const ENV_DATA_DIR: &str = "TOKEN_SERVICE_DATA_DIR";
 pub const ENV_UI_DIR: &str = "TOKEN_SERVICE_UI_DIR";
 /// Environment variable (local server): seconds between sweeps of expired records.
 pub const ENV_SWEEP_INTERVAL: &str = "TOKEN_SERVICE_SWEEP_INTERVAL";
+/// Environment variable: previous signing keys, comma-separated (verification only).
+pub const ENV_PREVIOUS_SECRETS: &str = "TOKEN_SERVICE_PREVIOUS_SECRETS";
+/// Environment variable: issuer keys, comma-separated (local use and tests).
+pub const ENV_ISSUER_KEYS: &str = "TOKEN_SERVICE_ISSUER_KEYS";
+/// Environment variable (local server): file of issuer keys, one a line.
+pub const ENV_ISSUER_KEYS_FILE: &str = "TOKEN_SERVICE_ISSUER_KEYS_FILE";
+/// Environment variable (Lambda): ARN of the Secrets Manager secret holding the issuer keys.
+pub const ENV_ISSUER_KEYS_SECRET_ARN: &str = "TOKEN_SERVICE_ISSUER_KEYS_SECRET_ARN";
+/// Environment variable: requests per minute per client on `/tokens`; 0 or unset is unlimited.
+pub const ENV_RATE_LIMIT_PER_MINUTE: &str = "TOKEN_SERVICE_RATE_LIMIT_PER_MINUTE";
+/// Environment variable (local server): take the client address from `X-Forwarded-For`.
+pub const ENV_TRUST_FORWARDED_FOR: &str = "TOKEN_SERVICE_TRUST_FORWARDED_FOR";
+/// Environment variable: overall deadline of one request, seconds.
+pub const ENV_REQUEST_TIMEOUT: &str = "TOKEN_SERVICE_REQUEST_TIMEOUT";
+/// Environment variable (local server): header read and idle keep-alive timeout, seconds.
+pub const ENV_HEADER_READ_TIMEOUT: &str = "TOKEN_SERVICE_HEADER_READ_TIMEOUT";
+/// Environment variable (local server): most connections served at once.
+pub const ENV_MAX_CONNECTIONS: &str = "TOKEN_SERVICE_MAX_CONNECTIONS";
 /// The Lambda binary's name, as `cargo lambda build` names its output folder.
 pub const LAMBDA_BINARY: &str = "token-service-lambda";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::names;
     use serde_json::Value;
 
     #[test]
@@ -63,6 +82,27 @@ mod tests {
             ("/env/dataDir", ENV_DATA_DIR),
             ("/env/uiDir", ENV_UI_DIR),
             ("/env/sweepInterval", ENV_SWEEP_INTERVAL),
+            ("/env/previousSecrets", ENV_PREVIOUS_SECRETS),
+            ("/env/issuerKeys", ENV_ISSUER_KEYS),
+            ("/env/issuerKeysFile", ENV_ISSUER_KEYS_FILE),
+            ("/env/issuerKeysSecretArn", ENV_ISSUER_KEYS_SECRET_ARN),
+            ("/env/rateLimitPerMinute", ENV_RATE_LIMIT_PER_MINUTE),
+            ("/env/trustForwardedFor", ENV_TRUST_FORWARDED_FOR),
+            ("/env/requestTimeout", ENV_REQUEST_TIMEOUT),
+            ("/env/headerReadTimeout", ENV_HEADER_READ_TIMEOUT),
+            ("/env/maxConnections", ENV_MAX_CONNECTIONS),
+            ("/metrics/namespace", names::NAMESPACE),
+            ("/metrics/functionNameDimension", names::FUNCTION_NAME_DIMENSION),
+            ("/metrics/reuseDetected", names::REUSE_DETECTED),
+            ("/metrics/tokensIssued", names::TOKENS_ISSUED),
+            ("/metrics/tokensRevoked", names::TOKENS_REVOKED),
+            ("/metrics/validations", names::VALIDATIONS),
+            ("/metrics/resultDimension", "result"),
+            ("/metrics/storeOperationDuration", names::STORE_OPERATION_DURATION),
+            ("/metrics/storeErrors", names::STORE_ERRORS),
+            ("/metrics/operationDimension", "operation"),
+            ("/metrics/rateLimited", names::RATE_LIMITED),
+            ("/metrics/serverErrors", names::SERVER_ERRORS),
             ("/lambda/binary", LAMBDA_BINARY),
         ];
         for (pointer, ours) in pairs {

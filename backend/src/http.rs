@@ -9,6 +9,10 @@
 //! | `GET /openapi.json` | this API as OpenAPI 3.1, generated from the handlers ([`ApiDoc`]) |
 //! | `GET /health` | liveness: `200 {"status": "ok"}` while the process serves |
 //! | `GET /health/ready` | readiness: `200 {"status": "ready"}` while the store can take writes, else `503` |
+//! | `GET /metrics` | Prometheus/OpenMetrics text, when metrics are on ([`crate::metrics`]) |
+//!
+//! [`api`] puts the operational guards ([`crate::ops::Guards`]: request timeout, rate limits,
+//! issuer keys) inside the CORS layer, so their answers carry CORS headers too.
 //!
 //! Every error answer (`4xx`, `5xx`) has the [`ValidateResponse`] shape with `isValid: false`,
 //! a message and a `reason`, so clients read one shape. Handlers only translate between the
@@ -17,6 +21,8 @@
 //! `Cache-Control: no-store` (RFC 9111 section 5.2.2.5): a cached `GET /tokens` would hand one
 //! token to two people.
 
+use crate::ops::{Guards, GuardsDoc};
+use crate::request::REQUEST_ID_HEADER;
 use crate::store::{AttemptId, StoreError};
 use crate::tokens::{
     Binding, IssueError, IssueOptions, Report, Standing, TokenService, ValidateError, Validated,
@@ -75,9 +81,15 @@ impl AllowedOrigins {
     }
 }
 
-/// The API router: routes, body limit, `Cache-Control: no-store`, CORS and JSON fallbacks.
-/// The local server adds the UI as its fallback service.
+/// The API router without guards: routes, body limit, `Cache-Control: no-store`, CORS and JSON
+/// fallbacks ([`api`] with [`Guards::default`]).
 pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
+    api(service, origins, &Guards::default())
+}
+
+/// The API router: routes, body limit, `Cache-Control: no-store`, `guards`, CORS and JSON
+/// fallbacks. The local server adds the UI as its fallback service.
+pub fn api(service: Arc<TokenService>, origins: &AllowedOrigins, guards: &Guards) -> Router {
     let router = Router::new()
         // HEAD must not issue (and store) a token only to drop the body: 405, not axum's implicit
         // GET-as-HEAD.
@@ -87,6 +99,7 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/health/ready", get(ready))
+        .merge(guards.routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -95,6 +108,7 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .with_state(service);
+    let router = guards.wrap(router);
     let cors = match origins {
         AllowedOrigins::None => return router,
         AllowedOrigins::Any => AllowOrigin::any(),
@@ -104,8 +118,18 @@ pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
         CorsLayer::new()
             .allow_origin(cors)
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
-            .expose_headers([header::RETRY_AFTER, HeaderName::from_static("idempotency-key")])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                header::AUTHORIZATION,
+                HeaderName::from_static(REQUEST_ID_HEADER),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                HeaderName::from_static("idempotency-key"),
+                header::WWW_AUTHENTICATE,
+                HeaderName::from_static(REQUEST_ID_HEADER),
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }
@@ -367,6 +391,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
             shape with a `reason`."
     ),
     paths(issue, validate, status, revoke, health, ready, openapi),
+    modifiers(&GuardsDoc),
     components(schemas(
         IssueResponse,
         ValidateRequest,
@@ -484,6 +509,29 @@ pub enum ApiError {
         /// The generated attempt id, if the client sent none.
         key: Option<AttemptId>,
     },
+    /// 401 `unauthorized`: the route needs an issuer key (`Authorization: Bearer`) and the
+    /// request had none (`presented: false`) or a wrong one.
+    #[error("this endpoint needs an issuer key: Authorization: Bearer <key>")]
+    Unauthorized {
+        /// Whether a key was presented (and was wrong).
+        presented: bool,
+    },
+    /// 429 `rate_limited`: this client is over its per-minute limit; `retry_after` seconds.
+    #[error("too many requests from this client; retry after {retry_after} s")]
+    RateLimited {
+        /// Seconds until the next request is allowed (`Retry-After`).
+        retry_after: u64,
+    },
+    /// 503 past the overall request deadline: `outcome_unknown` when the request may have
+    /// changed state (a validation), else `unavailable`.
+    #[error(
+        "the request took too long and was abandoned; retry (with the same Idempotency-Key \
+         for a validation)"
+    )]
+    Timeout {
+        /// Whether the abandoned work may have changed state.
+        outcome_unknown: bool,
+    },
     /// 500: anything else; the cause is logged.
     #[error("internal error")]
     Internal(&'static str),
@@ -532,19 +580,46 @@ impl IntoResponse for ApiError {
                 (S::SERVICE_UNAVAILABLE, Reason::Unavailable)
             }
             Self::Overloaded => (S::SERVICE_UNAVAILABLE, Reason::Overloaded),
-            Self::OutcomeUnknown { .. } => (S::SERVICE_UNAVAILABLE, Reason::OutcomeUnknown),
+            Self::OutcomeUnknown { .. } | Self::Timeout { outcome_unknown: true } => {
+                (S::SERVICE_UNAVAILABLE, Reason::OutcomeUnknown)
+            }
+            Self::Timeout { outcome_unknown: false } => {
+                (S::SERVICE_UNAVAILABLE, Reason::Unavailable)
+            }
+            Self::Unauthorized { .. } => (S::UNAUTHORIZED, Reason::Unauthorized),
+            Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, Reason::RateLimited),
             Self::Internal(_) | Self::Store(_) => (S::INTERNAL_SERVER_ERROR, Reason::Internal),
         };
         if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         }
-        let mut response =
-            (status, Json(ValidateResponse::refused(reason, self.to_string()))).into_response();
+        let body = ValidateResponse {
+            request_id: crate::request::current().map(|c| c.id),
+            ..ValidateResponse::refused(reason, self.to_string())
+        };
+        let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         // Also on answers outside the router's no-store layer (the local server's UI fallback).
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == S::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        match &self {
+            // RFC 6750 section 3: a missing key gets the bare challenge, a wrong one says so.
+            Self::Unauthorized { presented } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(if *presented {
+                        r#"Bearer realm="token-service", error="invalid_token""#
+                    } else {
+                        r#"Bearer realm="token-service""#
+                    }),
+                );
+            }
+            Self::RateLimited { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
         }
         if let Self::OutcomeUnknown { key: Some(key), .. } = &self
             && let Ok(value) = HeaderValue::from_str(key.as_str())

@@ -6,19 +6,26 @@
 //! environment. Anything missing or wrong fails the cold start with a clear log line, not a
 //! request.
 
-pub use crate::app::KeySource;
+pub use crate::app::{IssuerKeySource, KeySource, OpsSettings};
 use crate::app::{Settings, StoreSettings};
+use crate::audit::LogSink;
+use crate::auth::IssuerKeys;
 use crate::contract::{
-    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DEFAULT_TTL, ENV_MAX_TTL, ENV_REPLAY_WINDOW,
-    ENV_SECRET, ENV_SECRET_ARN, ENV_TABLE,
+    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DEFAULT_TTL, ENV_ISSUER_KEYS,
+    ENV_ISSUER_KEYS_SECRET_ARN, ENV_MAX_TTL, ENV_PREVIOUS_SECRETS, ENV_RATE_LIMIT_PER_MINUTE,
+    ENV_REPLAY_WINDOW, ENV_REQUEST_TIMEOUT, ENV_SECRET, ENV_SECRET_ARN, ENV_TABLE,
 };
 use crate::http::AllowedOrigins;
+use crate::keys::Secret;
+use crate::request::DEFAULT_REQUEST_TIMEOUT_SECS;
 use crate::tokens::{
     DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, DEFAULT_REPLAY_WINDOW_SECS, Lifetimes,
 };
 use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
 /// The Lambda's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +40,17 @@ pub struct LambdaConfig {
     pub lifetimes: Lifetimes,
     /// Replay window (`TOKEN_SERVICE_REPLAY_WINDOW`, seconds, default 600).
     pub replay_window: u64,
+    /// Issuer keys (`TOKEN_SERVICE_ISSUER_KEYS_SECRET_ARN`, or `TOKEN_SERVICE_ISSUER_KEYS` for
+    /// local use), previous keys (`TOKEN_SERVICE_PREVIOUS_SECRETS`, with
+    /// `TOKEN_SERVICE_SECRET`), rate limit (`TOKEN_SERVICE_RATE_LIMIT_PER_MINUTE`), request
+    /// timeout (`TOKEN_SERVICE_REQUEST_TIMEOUT`) and EMF metrics named after
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda).
+    pub ops: OpsSettings,
 }
+
+/// Set by Lambda in every function's environment: the function's name, the `FunctionName`
+/// dimension of the EMF metrics.
+pub const ENV_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 
 impl LambdaConfig {
     /// Reads the settings through `var` (pass `|name| std::env::var(name).ok()`; tests pass a
@@ -61,7 +78,38 @@ impl LambdaConfig {
             .map_err(|e| format!("{ENV_ALLOWED_ORIGINS}: {e}"))?;
         let table = var(ENV_TABLE).filter(|t| !t.is_empty()).unwrap_or(DEFAULT_TABLE.into());
         let replay_window = seconds(ENV_REPLAY_WINDOW, DEFAULT_REPLAY_WINDOW_SECS)?;
-        Ok(Self { table, key, origins, lifetimes, replay_window })
+        let issuer_keys = match (var(ENV_ISSUER_KEYS_SECRET_ARN), var(ENV_ISSUER_KEYS)) {
+            (Some(arn), _) if !arn.is_empty() => IssuerKeySource::SecretsManager(arn),
+            (_, Some(keys)) if !keys.is_empty() => IssuerKeySource::Keys(
+                IssuerKeys::parse(&keys).map_err(|e| format!("{ENV_ISSUER_KEYS}: {e}"))?,
+            ),
+            _ => IssuerKeySource::None,
+        };
+        let previous_secrets = var(ENV_PREVIOUS_SECRETS)
+            .map(|list| {
+                list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::from).collect()
+            })
+            .unwrap_or_default();
+        let per_minute = match var(ENV_RATE_LIMIT_PER_MINUTE) {
+            None => 0,
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                format!("{ENV_RATE_LIMIT_PER_MINUTE} must be a whole number: {v:?}")
+            })?,
+        };
+        let request_timeout = seconds(ENV_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT_SECS)?;
+        if request_timeout == 0 {
+            return Err(format!("{ENV_REQUEST_TIMEOUT} must be at least 1 second"));
+        }
+        let ops = OpsSettings {
+            previous_secrets,
+            issuer_keys,
+            rate_limit_per_minute: NonZeroU32::new(per_minute),
+            // API Gateway's own view of the client (requestContext.identity.sourceIp).
+            trust_forwarded_for: false,
+            request_timeout: Duration::from_secs(request_timeout),
+            emf_function_name: var(ENV_FUNCTION_NAME).filter(|n| !n.is_empty()),
+        };
+        Ok(Self { table, key, origins, lifetimes, replay_window, ops })
     }
 
     /// The [`Settings`] these stand for: DynamoDB, never created by the function (the CDK app
@@ -73,6 +121,10 @@ impl LambdaConfig {
             origins: self.origins,
             lifetimes: self.lifetimes,
             replay_window: self.replay_window,
+            ops: self.ops,
+            log: LogSink::Stdout,
+            ui_dir: None,
+            aws: None,
         }
     }
 }

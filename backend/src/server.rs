@@ -6,28 +6,36 @@
 //! error, never a failing request.
 
 pub use crate::app::StartupError;
-use crate::app::{self, KeySource, Settings, StoreSettings};
+use crate::app::{self, IssuerKeySource, KeySource, OpsSettings, Settings, StoreSettings};
+use crate::audit::LogSink;
+use crate::auth::IssuerKeys;
 use crate::clock::Clock;
 use crate::contract::{
-    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DATA_DIR, ENV_DEFAULT_TTL, ENV_LISTEN, ENV_MAX_TTL,
-    ENV_REPLAY_WINDOW, ENV_SECRET, ENV_STORE, ENV_SWEEP_INTERVAL, ENV_TABLE, ENV_UI_DIR,
+    DEFAULT_TABLE, ENV_ALLOWED_ORIGINS, ENV_DATA_DIR, ENV_DEFAULT_TTL, ENV_HEADER_READ_TIMEOUT,
+    ENV_ISSUER_KEYS, ENV_ISSUER_KEYS_FILE, ENV_LISTEN, ENV_MAX_CONNECTIONS, ENV_MAX_TTL,
+    ENV_PREVIOUS_SECRETS, ENV_RATE_LIMIT_PER_MINUTE, ENV_REPLAY_WINDOW, ENV_REQUEST_TIMEOUT,
+    ENV_SECRET, ENV_STORE, ENV_SWEEP_INTERVAL, ENV_TABLE, ENV_TRUST_FORWARDED_FOR, ENV_UI_DIR,
 };
-use crate::http::{AllowedOrigins, not_found};
+use crate::http::AllowedOrigins;
 use crate::keys::Secret;
+use crate::metrics::Metrics;
+use crate::request::DEFAULT_REQUEST_TIMEOUT_SECS;
+use crate::serve::{
+    ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, serve,
+};
 use crate::store::embedded::EmbeddedStore;
 use crate::tokens::{
     DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, DEFAULT_REPLAY_WINDOW_SECS, Lifetimes,
 };
 use axum::Router;
-use axum::routing::get_service;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tower_http::services::{ServeDir, ServeFile};
 
 /// File in the data directory holding the generated signing key (raw bytes, mode 0600).
 pub const KEY_FILE: &str = "signing.key";
@@ -92,6 +100,49 @@ pub struct Config {
     /// replays off.
     #[arg(long, env = ENV_REPLAY_WINDOW, default_value_t = DEFAULT_REPLAY_WINDOW_SECS)]
     pub replay_window: u64,
+
+    /// Previous HS256 signing keys, comma-separated, each at least 32 bytes: they still verify
+    /// tokens issued before a rotation (whose `kid` names them) but never sign. Prefer the
+    /// environment variable.
+    #[arg(long, env = ENV_PREVIOUS_SECRETS, hide_env_values = true)]
+    pub previous_secrets: Option<Secret>,
+
+    /// Issuer keys, comma-separated, each at least 32 bytes. When set, `GET /tokens` and
+    /// `GET /metrics` need `Authorization: Bearer <one of them>`. Prefer the environment variable
+    /// or --issuer-keys-file.
+    #[arg(long, env = ENV_ISSUER_KEYS, hide_env_values = true)]
+    pub issuer_keys: Option<Secret>,
+
+    /// File of issuer keys, one a line (instead of, or besides, --issuer-keys).
+    #[arg(long, env = ENV_ISSUER_KEYS_FILE)]
+    pub issuer_keys_file: Option<PathBuf>,
+
+    /// Requests per minute each client may send to the /tokens endpoints (a burst of that
+    /// many, then evenly spread); 0 is unlimited.
+    #[arg(long, env = ENV_RATE_LIMIT_PER_MINUTE, default_value_t = 0)]
+    pub rate_limit_per_minute: u32,
+
+    /// Take the client's address from the last X-Forwarded-For entry, as appended by a proxy
+    /// in front of this server. Without a proxy, clients could claim any address.
+    #[arg(long, env = ENV_TRUST_FORWARDED_FOR)]
+    pub trust_forwarded_for: bool,
+
+    /// Overall deadline of one request, in seconds; past it the answer is a JSON 503.
+    #[arg(long, env = ENV_REQUEST_TIMEOUT, default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS)]
+    pub request_timeout: u64,
+
+    /// Longest wait for a complete request header, and longest idle keep-alive, in seconds;
+    /// then the connection is closed.
+    #[arg(long, env = ENV_HEADER_READ_TIMEOUT, default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS)]
+    pub header_read_timeout: u64,
+
+    /// Most connections served at once; more wait until one closes.
+    #[arg(long, env = ENV_MAX_CONNECTIONS, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Where the audit lines go: standard error (not a flag; tests keep them in memory).
+    #[arg(skip)]
+    pub audit_log: LogSink,
 }
 
 /// The kinds of token store.
@@ -117,6 +168,8 @@ pub struct Server {
     embedded: Option<Arc<EmbeddedStore>>,
     clock: Arc<dyn Clock>,
     sweep_interval: Duration,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -132,6 +185,34 @@ impl Server {
         if config.sweep_interval == 0 {
             return Err(StartupError::Config("--sweep-interval must be at least 1 s".into()));
         }
+        for (value, flag) in [
+            (config.request_timeout, "--request-timeout"),
+            (config.header_read_timeout, "--header-read-timeout"),
+            (config.max_connections as u64, "--max-connections"),
+        ] {
+            if value == 0 {
+                return Err(StartupError::Config(format!("{flag} must be at least 1")));
+            }
+        }
+        let ops = OpsSettings {
+            previous_secrets: config
+                .previous_secrets
+                .as_ref()
+                .map(|list| {
+                    list.expose()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(Secret::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            issuer_keys: issuer_keys(&config)?,
+            rate_limit_per_minute: NonZeroU32::new(config.rate_limit_per_minute),
+            trust_forwarded_for: config.trust_forwarded_for,
+            request_timeout: Duration::from_secs(config.request_timeout),
+            emf_function_name: None,
+        };
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartupError::DataDir { path: config.data_dir.clone(), source })?;
         let key = match &config.secret {
@@ -148,20 +229,38 @@ impl Server {
             #[cfg(feature = "bench-null-store")]
             StoreKind::Null => StoreSettings::Null,
         };
-        let settings =
-            Settings { store, key, origins, lifetimes, replay_window: config.replay_window };
+        let settings = Settings {
+            store,
+            key,
+            origins,
+            lifetimes,
+            replay_window: config.replay_window,
+            ops,
+            log: config.audit_log.clone(),
+            ui_dir: Some(config.ui_dir.clone()),
+            aws: None,
+        };
         let built = app::build(settings).await?;
-        let app = with_ui(built.router, &config.ui_dir);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartupError::Bind { addr: config.listen, source })?;
         Ok(Self {
             listener,
-            app,
+            app: built.router,
             embedded: built.embedded,
             clock: built.clock,
             sweep_interval: Duration::from_secs(config.sweep_interval),
+            limits: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(config.header_read_timeout),
+                max_connections: config.max_connections,
+            },
+            metrics: built.metrics,
         })
+    }
+
+    /// The service's metrics (what `GET /metrics` shows).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The address actually bound (useful with port 0).
@@ -180,7 +279,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let sweeper =
             self.embedded.map(|store| tokio::spawn(sweep(store, self.clock, self.sweep_interval)));
-        let served = axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await;
+        let served = serve(self.listener, self.app, self.limits, shutdown).await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
@@ -188,17 +287,20 @@ impl Server {
     }
 }
 
-/// Serves the UI at `/` when it has been built; otherwise keeps the API's JSON 404. Only GET
-/// and HEAD reach the UI files; other methods outside the API get the API's JSON 404.
-fn with_ui(api: Router, ui_dir: &Path) -> Router {
-    let index = ui_dir.join("index.html");
-    if !index.is_file() {
-        tracing::warn!(dir = %ui_dir.display(), "web UI not built; serving the API only");
-        return api;
+/// The issuer keys from `--issuer-keys` and `--issuer-keys-file` together.
+fn issuer_keys(config: &Config) -> Result<IssuerKeySource, StartupError> {
+    let mut text = config.issuer_keys.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default();
+    if let Some(path) = &config.issuer_keys_file {
+        let file = std::fs::read_to_string(path).map_err(|e| {
+            StartupError::IssuerKeys(format!("--issuer-keys-file {}: {e}", path.display()))
+        })?;
+        text.push('\n');
+        text.push_str(&file);
     }
-    // SPA fallback: any other path is the page itself, with 200 (as CloudFront does in AWS).
-    let files = ServeDir::new(ui_dir).fallback(ServeFile::new(index));
-    api.fallback_service(get_service(files).fallback(not_found))
+    if config.issuer_keys.is_none() && config.issuer_keys_file.is_none() {
+        return Ok(IssuerKeySource::None);
+    }
+    IssuerKeys::parse(&text).map(IssuerKeySource::Keys).map_err(StartupError::IssuerKeys)
 }
 
 async fn sweep(store: Arc<EmbeddedStore>, clock: Arc<dyn Clock>, every: Duration) {

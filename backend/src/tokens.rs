@@ -6,10 +6,16 @@
 //! out; validation checks the signature and claims first, following RFC 8725, and only then
 //! consumes the record, so a forged token never reaches the store.
 //!
-//! Nothing here knows about HTTP or AWS; time comes from an injected [`Clock`].
+//! Tokens carry the `kid` (RFC 7515 section 4.1.4) of the key that signed them; validation
+//! verifies with that key from the [`KeyRing`], so a rotation leaves outstanding tokens valid
+//! while their key is kept as a previous one.
+//!
+//! Nothing here knows about HTTP or AWS; time comes from an injected [`Clock`], and what
+//! happens is told to an injected [`Observer`] (audit log, metrics).
 
 use crate::clock::Clock;
-use crate::keys::SigningKey;
+use crate::keys::{KeyRing, SigningKey};
+use crate::observe::{Event, NoObserver, Observer};
 use crate::store::{
     AttemptId, Consumed, Pair, Revoked, State, StoreError, TokenRecord, TokenStore,
 };
@@ -251,8 +257,9 @@ pub struct TokenService {
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
     replay_window: i64,
-    key: SigningKey,
+    keys: KeyRing,
     validation: Validation,
+    observer: Arc<dyn Observer>,
 }
 
 impl TokenService {
@@ -271,7 +278,31 @@ impl TokenService {
         validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp"]);
         let replay_window = DEFAULT_REPLAY_WINDOW_SECS as i64;
-        Self { store, clock, lifetimes, replay_window, key: key.clone(), validation }
+        let keys = KeyRing::new(key.clone());
+        Self {
+            store,
+            clock,
+            lifetimes,
+            replay_window,
+            keys,
+            validation,
+            observer: Arc::new(NoObserver),
+        }
+    }
+
+    /// Signs with `keys.current()` and verifies with whichever key of `keys` a token's `kid`
+    /// names, instead of the single key given to [`Self::new`].
+    #[must_use]
+    pub fn with_keys(mut self, keys: KeyRing) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Tells `observer` about every token issued, used, replayed and refused.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Sets the replay window, seconds: how long after a token's use a retry by the attempt
@@ -339,11 +370,21 @@ impl TokenService {
             sub: options.subject,
             purpose: options.purpose,
         };
-        let header = Header { typ: Some("JWT".into()), ..Header::new(Algorithm::HS256) };
-        let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
+        let key = self.keys.current();
+        let header = Header {
+            typ: Some("JWT".into()),
+            kid: Some(key.kid().to_owned()),
+            ..Header::new(Algorithm::HS256)
+        };
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| IssueError::Store(StoreError::Internal(e.into())))?;
         let record = TokenRecord { uuid: claims.uuid, expiry: claims.exp, pair };
         self.store.insert(&record, options.supersede, iat).await.map_err(IssueError::Store)?;
+        self.observer.observe(&Event::Issued {
+            claims: &claims,
+            superseding: options.supersede,
+            at: iat,
+        });
         Ok(Issued { token, claims })
     }
 
@@ -375,14 +416,42 @@ impl TokenService {
         binding: Binding<'_>,
         attempt: &AttemptId,
     ) -> Result<Validated, ValidateError> {
-        let claims = self.verify(token)?;
-        if claims.purpose.as_deref() != binding.purpose {
-            return Err(ValidateError::WrongPurpose);
-        }
-        if claims.sub.as_deref() != binding.subject {
-            return Err(ValidateError::WrongSubject);
-        }
+        // Signature and claims, then `exp`: an expired token's claims are genuine, so its uuid
+        // reaches the audit log.
+        let claims = match self.decode(token) {
+            Ok(claims) => claims,
+            Err(error) => {
+                let at = self.clock.now();
+                self.observer.observe(&Event::Refused { claims: None, attempt, error: &error, at });
+                return Err(error);
+            }
+        };
         let now = self.clock.now();
+        let outcome = if now >= claims.exp {
+            Err(ValidateError::Expired)
+        } else if claims.purpose.as_deref() != binding.purpose {
+            Err(ValidateError::WrongPurpose)
+        } else if claims.sub.as_deref() != binding.subject {
+            Err(ValidateError::WrongSubject)
+        } else {
+            self.consume(claims.clone(), attempt, now).await
+        };
+        self.observer.observe(&match &outcome {
+            Ok(Validated { replayed, .. }) => {
+                Event::Used { claims: &claims, attempt, replayed: *replayed, at: now }
+            }
+            Err(error) => Event::Refused { claims: Some(&claims), attempt, error, at: now },
+        });
+        outcome
+    }
+
+    /// The store's half of [`Self::validate`], for verified `claims`.
+    async fn consume(
+        &self,
+        claims: Claims,
+        attempt: &AttemptId,
+        now: i64,
+    ) -> Result<Validated, ValidateError> {
         match self.store.consume(claims.uuid, attempt, now).await {
             Ok(Consumed::Consumed) => Ok(Validated { claims, replayed: None }),
             Ok(Consumed::Used { at, attempt: by })
@@ -431,7 +500,10 @@ impl TokenService {
         }
         let revoked = self.store.revoke(claims.uuid, now).await.map_err(ValidateError::Store)?;
         let (standing, changed) = match revoked {
-            Revoked::Revoked => (Standing::Revoked { at: now }, true),
+            Revoked::Revoked => {
+                self.observer.observe(&Event::Revoked { claims: &claims, at: now });
+                (Standing::Revoked { at: now }, true)
+            }
             Revoked::NotFound => return Err(ValidateError::UnknownToken),
             Revoked::Expired => (Standing::Expired, false),
             Revoked::Used { at } => (Standing::Used { at }, false),
@@ -440,23 +512,21 @@ impl TokenService {
         Ok(Report { claims, standing, changed })
     }
 
-    /// Checks signature and claims, including `exp`, without touching the store.
-    fn verify(&self, token: &str) -> Result<Claims, ValidateError> {
-        let claims = self.decode(token)?;
-        if self.clock.now() >= claims.exp {
-            return Err(ValidateError::Expired);
-        }
-        Ok(claims)
-    }
-
     /// Checks signature and claims, all but `exp`, without touching the store.
     fn decode(&self, token: &str) -> Result<Claims, ValidateError> {
         use ValidateError::Malformed;
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Malformed("longer than any token this service issues"));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        // The key the token names (RFC 7515 section 4.1.4); a token without `kid` (issued before
+        // key ids) is checked against the current key. A `kid` not in the ring is only ever
+        // compared with our own ids, never used to fetch or build a key (RFC 8725 section 3.10).
+        let key = match jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) {
+            Some(kid) => self.keys.find(&kid).ok_or(ValidateError::InvalidSignature)?,
+            None => self.keys.current(),
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::InvalidSignature => ValidateError::InvalidSignature,
                 ErrorKind::InvalidAlgorithm
                 | ErrorKind::MissingAlgorithm
@@ -469,7 +539,8 @@ impl TokenService {
                 | ErrorKind::InvalidIssuer
                 | ErrorKind::InvalidSubject => Malformed("unexpected aud, iss or sub claim"),
                 _ => Malformed("not a compact JWS with a JSON header and claims"),
-            })?;
+            },
+        )?;
         // RFC 8725 section 3.11: explicit typing; we only issue `JWT` (or no `typ`).
         if data.header.typ.as_deref().is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT")) {
             return Err(Malformed("typ must be JWT"));
@@ -893,6 +964,54 @@ mod tests {
         for header in headers {
             assert_malformed(&f, header, claims.clone()).await;
         }
+    }
+
+    /// A service over `f`'s store and clock with `keys`.
+    fn service_with(f: &Fixture, store: Arc<dyn TokenStore>, keys: KeyRing) -> TokenService {
+        TokenService::new(keys.current(), store, f.clock.clone(), Lifetimes::default())
+            .with_keys(keys)
+    }
+
+    #[tokio::test]
+    async fn an_issued_token_names_its_key_by_kid() {
+        let f = fixture();
+        let issued = f.service.issue(None).await.unwrap();
+        let header = jsonwebtoken::decode_header(&issued.token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(SigningKey::parse(KEY).unwrap().kid()));
+    }
+
+    #[tokio::test]
+    async fn a_token_issued_before_a_rotation_validates_once_while_its_key_is_kept() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn TokenStore> =
+            Arc::new(EmbeddedStore::open(dir.path().join("r.redb")).unwrap());
+        let (a, b) = (SigningKey::parse(KEY).unwrap(), SigningKey::parse(&[9; 32]).unwrap());
+        let before = service_with(&f, store.clone(), KeyRing::new(a.clone()));
+        let (kept, dropped) =
+            (before.issue(None).await.unwrap(), before.issue(None).await.unwrap());
+
+        let rotated = service_with(&f, store.clone(), KeyRing::new(b.clone()).with_previous([a]));
+        let new = rotated.issue(None).await.unwrap();
+        let header = jsonwebtoken::decode_header(&new.token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(b.kid()));
+        assert!(rotated.validate(&kept.token, &AttemptId::generate()).await.is_ok());
+        let again = rotated.validate(&kept.token, &AttemptId::generate()).await;
+        assert!(matches!(again, Err(ValidateError::AlreadyUsed { used_at: NOW })), "{again:?}");
+
+        let only_b = service_with(&f, store, KeyRing::new(b));
+        let refused = only_b.validate(&dropped.token, &AttemptId::generate()).await;
+        assert!(matches!(refused, Err(ValidateError::InvalidSignature)), "{refused:?}");
+        assert!(only_b.validate(&new.token, &AttemptId::generate()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_is_an_invalid_signature_even_when_signed_with_our_key() {
+        let f = fixture();
+        let claims = json!({"uuid": Uuid::new_v4(), "iat": NOW, "exp": NOW + 60});
+        let token = sign(json!({"alg": "HS256", "typ": "JWT", "kid": "not-our-key"}), claims, KEY);
+        let refused = f.service.validate(&token, &AttemptId::generate()).await;
+        assert!(matches!(refused, Err(ValidateError::InvalidSignature)), "{refused:?}");
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use axum::Router;
 use backend::clock::{Clock, ManualClock, SystemClock};
 use backend::http::{AllowedOrigins, router};
 use backend::keys::SigningKey;
-use backend::lambda::{KeySource, LambdaConfig, strip_stage};
+use backend::lambda::{KeySource, LambdaConfig, OpsSettings, strip_stage};
 use backend::store::embedded::EmbeddedStore;
 use backend::tokens::{Lifetimes, TokenService};
 use base64::Engine;
@@ -425,7 +425,7 @@ async fn an_options_preflight_allows_the_ui_origin_to_post_json() {
     assert_eq!(methods, ["GET", "POST"]);
     assert_eq!(
         answer.header("access-control-allow-headers").as_deref(),
-        Some("content-type,idempotency-key")
+        Some("content-type,idempotency-key,authorization,x-request-id")
     );
     assert_eq!(answer.header("access-control-max-age").as_deref(), Some("600"));
     assert_eq!(
@@ -618,6 +618,7 @@ fn lambda_config_defaults_to_table_token_table_default_lifetimes_and_no_cors() {
             origins: AllowedOrigins::None,
             lifetimes: Lifetimes::default(),
             replay_window: 600,
+            ops: OpsSettings::default(),
         }
     );
     let config = LambdaConfig::from_env(vars(&[
@@ -637,6 +638,7 @@ fn lambda_config_defaults_to_table_token_table_default_lifetimes_and_no_cors() {
             origins: AllowedOrigins::parse(ORIGIN).unwrap(),
             lifetimes: Lifetimes::new(60, 120).unwrap(),
             replay_window: 30,
+            ops: OpsSettings::default(),
         }
     );
 }

@@ -78,6 +78,15 @@ pub fn config(data_dir: PathBuf) -> Config {
         max_ttl: 7 * 24 * 3600,
         sweep_interval: 60,
         replay_window: 600,
+        previous_secrets: None,
+        issuer_keys: None,
+        issuer_keys_file: None,
+        rate_limit_per_minute: 0,
+        trust_forwarded_for: false,
+        request_timeout: 8,
+        header_read_timeout: 10,
+        max_connections: 512,
+        audit_log: backend::audit::LogSink::memory(),
     }
 }
 

@@ -8,6 +8,7 @@ mod helpers;
 mod issue;
 mod lifecycle;
 mod openapi;
+mod ops;
 mod process;
 mod schema;
 mod validate;

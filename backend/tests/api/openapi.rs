@@ -51,6 +51,7 @@ fn the_document_names_every_route_with_its_methods() {
     let expected = BTreeMap::from([
         ("/health", vec!["get"]),
         ("/health/ready", vec!["get"]),
+        ("/metrics", vec!["get"]),
         ("/openapi.json", vec!["get"]),
         ("/tokens", vec!["get", "post"]),
         ("/tokens/revoke", vec!["post"]),
@@ -112,8 +113,9 @@ fn every_documented_error_has_the_validate_response_shape() {
         }
     }
     // 4 for each of GET /tokens, POST /tokens, /tokens/status and /tokens/revoke; 1 for
-    // /health/ready.
-    assert_eq!(errors, 17);
+    // /health/ready; 429 on those four (rate limits); 401 on GET /tokens, /tokens/revoke and
+    // GET /metrics (issuer keys).
+    assert_eq!(errors, 24);
 }
 
 #[tokio::test]
@@ -134,7 +136,7 @@ async fn every_documented_operation_is_served() {
             );
         }
     }
-    assert_eq!(app.answers(), 7);
+    assert_eq!(app.answers(), 8);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,7 +250,7 @@ fn undocumented_statuses_fields_and_headers_fail_the_check() {
                 &[JSON, NO_STORE],
                 r#"{"isValid":false,"message":"m","reason":"internal"}"#,
             ),
-            r#"GET /tokens answered 418: status not in the document, which lists ["200", "400", "409", "500", "503"]"#,
+            r#"GET /tokens answered 418: status not in the document, which lists ["200", "400", "401", "409", "429", "500", "503"]"#,
         ),
         (
             answer(

@@ -345,3 +345,187 @@ async fn a_full_disk_answers_503_and_the_server_recovers_when_space_is_freed() {
         assert_eq!(again.reason, Some(shared::Reason::AlreadyUsed), "token {i}");
     }
 }
+
+const KEY_A: &str = "rotation-key-a-rotation-key-a-rotation-key-a";
+const KEY_B: &str = "rotation-key-b-rotation-key-b-rotation-key-b";
+
+/// `command` with signing key `current` and previous keys `previous` (comma-separated).
+fn keyed_command(data_dir: &Path, current: &str, previous: Option<&str>) -> Command {
+    let mut command = command(data_dir);
+    command.env("TOKEN_SERVICE_SECRET", current);
+    match previous {
+        Some(previous) => command.env("TOKEN_SERVICE_PREVIOUS_SECRETS", previous),
+        None => command.env_remove("TOKEN_SERVICE_PREVIOUS_SECRETS"),
+    };
+    command
+}
+
+#[tokio::test]
+async fn a_token_issued_under_key_a_validates_after_rotation_to_b_and_not_once_a_is_dropped() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Process::spawn(keyed_command(data.path(), KEY_A, None));
+    let (kept, dropped) = (server.issue().await, server.issue().await);
+    server.terminate();
+
+    let server = Process::spawn(keyed_command(data.path(), KEY_B, Some(KEY_A)));
+    assert!(server.validate(&kept).await.is_valid, "A is kept as a previous key");
+    assert_eq!(server.validate(&kept).await.reason, Some(shared::Reason::AlreadyUsed));
+    let under_b = server.issue().await;
+    server.terminate();
+
+    let server = Process::spawn(keyed_command(data.path(), KEY_B, None));
+    let refused = server.validate(&dropped).await;
+    assert_eq!(refused.reason, Some(shared::Reason::InvalidSignature), "{refused:?}");
+    assert!(server.validate(&under_b).await.is_valid);
+    server.terminate();
+}
+
+#[test]
+fn a_previous_key_shorter_than_32_bytes_is_refused_at_startup() {
+    let data = tempfile::tempdir().unwrap();
+    let output =
+        keyed_command(data.path(), KEY_B, Some(&format!("{KEY_A},short"))).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "TOKEN_SERVICE_PREVIOUS_SECRETS: previous key 2: the signing key is 5 bytes; HS256 \
+             needs at least 32"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(KEY_A), "{stderr}");
+}
+
+#[test]
+fn an_issuer_key_shorter_than_32_bytes_is_refused_at_startup_without_printing_it() {
+    let data = tempfile::tempdir().unwrap();
+    let output =
+        command(data.path()).env("TOKEN_SERVICE_ISSUER_KEYS", "short-issuer-key").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "issuer keys: issuer key 1 of 1 is 16 bytes; issuer keys must be at least 32"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("short-issuer-key"), "{stderr}");
+}
+
+const ISSUER: &str = "audit-test-issuer-key-audit-test-issuer-key";
+const WRONG_ISSUER: &str = "audit-test-wrong-issuer-key-0123456789abcd";
+
+#[tokio::test]
+async fn the_audit_log_has_every_event_with_reuse_detected_and_no_token_or_key_anywhere() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let (stdout_path, stderr_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut command = keyed_command(data.path(), KEY_B, Some(KEY_A));
+    command
+        .env("RUST_LOG", "debug")
+        .env("TOKEN_SERVICE_ISSUER_KEYS", ISSUER)
+        .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()));
+    let mut child =
+        command.stdout(Stdio::from(std::fs::File::create(&stdout_path).unwrap())).spawn().unwrap();
+    let base = loop {
+        let text = std::fs::read_to_string(&stdout_path).unwrap();
+        if let Some(line) = text.lines().next() {
+            break line.strip_prefix("token-service listening on ").unwrap().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let client = reqwest::Client::new();
+    let issue = || async {
+        let response =
+            client.get(format!("{base}/tokens")).bearer_auth(ISSUER).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<shared::IssueResponse>().await.unwrap().token
+    };
+    let validate = |token: String, key: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let response = client
+                .post(format!("{base}/tokens"))
+                .header("idempotency-key", key)
+                .header("x-request-id", format!("req-{key}"))
+                .json(&serde_json::json!({ "token": token }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<shared::ValidateResponse>().await.unwrap()
+        }
+    };
+    let (used, unused) = (issue().await, issue().await);
+    let first = validate(used.clone(), "attempt-1").await;
+    assert!(first.is_valid);
+    let replayed = validate(used.clone(), "attempt-1").await;
+    assert!(replayed.replayed);
+    let reuse = validate(used.clone(), "attempt-2").await;
+    assert_eq!(reuse.reason, Some(shared::Reason::AlreadyUsed));
+    let (head, _) = unused.rsplit_once('.').unwrap();
+    let forged = format!("{head}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let refused = validate(forged.clone(), "attempt-3").await;
+    assert_eq!(refused.reason, Some(shared::Reason::InvalidSignature));
+    let wrong = client.get(format!("{base}/tokens")).bearer_auth(WRONG_ISSUER).send().await;
+    assert_eq!(wrong.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let big = client
+        .post(format!("{base}/tokens"))
+        .body(format!("{{\"token\":\"{used}{}\"}}", "x".repeat(9000)))
+        .send()
+        .await;
+    assert_eq!(big.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&stderr_path).unwrap()
+        + &std::fs::read_to_string(&stdout_path).unwrap();
+
+    let audit: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["log"] == "audit")
+        .collect();
+    let events: Vec<&str> = audit.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events,
+        ["issued", "issued", "consumed", "replayed", "reuse_detected", "refused"],
+        "{text}"
+    );
+    let uuid = audit[2]["uuid"].as_str().unwrap();
+    assert_eq!(audit[0]["uuid"], uuid);
+    let reuse_line = &audit[4];
+    assert_eq!(reuse_line["uuid"], uuid);
+    assert_eq!(reuse_line["reason"], "already_used");
+    assert_eq!(reuse_line["usedAt"].as_str(), first_used_at(&replayed).as_deref());
+    assert_eq!(reuse_line["attemptId"], "attempt-2");
+    assert_eq!(reuse_line["requestId"], "req-attempt-2");
+    assert_eq!(reuse_line["client"], "127.0.0.1");
+    assert_eq!(audit[5]["uuid"], serde_json::Value::Null, "a forged token's uuid is not trusted");
+    assert_eq!(audit[5]["reason"], "invalid_signature");
+
+    for (what, secret) in [
+        ("used token", used.as_str()),
+        ("unused token", unused.as_str()),
+        ("forged token", forged.as_str()),
+        ("used token's signature", used.rsplit('.').next().unwrap()),
+        ("unused token's signature", unused.rsplit('.').next().unwrap()),
+        ("signing key", KEY_B),
+        ("previous key", KEY_A),
+        ("issuer key", ISSUER),
+        ("wrong issuer key", WRONG_ISSUER),
+    ] {
+        for line in text.lines() {
+            assert!(!line.contains(secret), "the {what} is in a log line: {line}");
+        }
+    }
+    assert!(text.lines().count() > audit.len(), "debug logging was on: {text}");
+}
+
+/// When a replayed answer says its token was used.
+fn first_used_at(replayed: &shared::ValidateResponse) -> Option<String> {
+    replayed.used_at.clone()
+}
