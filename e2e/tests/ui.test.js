@@ -768,3 +768,80 @@ describe('purpose, subject, Check status and Revoke', () => {
       assert.equal(await page.$(sel('status-error')), null, 'validating hides the old failure');
     }));
 });
+
+describe('a service that needs an issuer key', () => {
+  const KEY = 'e2e-issuer-key-e2e-issuer-key-0123456789';
+  const serverOptions = { args: ['--issuer-keys', KEY] };
+  const prompt = (text) => page => page.waitForSelector(`${sel('issuer-key-prompt')}:text("${text}")`);
+  const needed = prompt('This service needs an issuer key to issue tokens.');
+  const given = prompt('Issuer key set for this page. Send the request again.');
+  const refused = prompt('That issuer key was not accepted. Check it and try again.');
+
+  test('the page asks for the key on 401, sends it as a bearer token, also to revoke, and keeps it in memory only', () =>
+    withPage(async (page) => {
+      const sent = [];
+      page.on('request', (r) => {
+        const { pathname } = new URL(r.url());
+        if (pathname === '/tokens' || pathname === '/tokens/revoke' || pathname === '/tokens/status') {
+          sent.push(`${r.method()} ${pathname} ${r.headers().authorization ?? '-'}`);
+        }
+      });
+      await page.waitForSelector(sel('api-base', '[data-source="same origin"]'));
+      assert.equal(await page.$(sel('issuer-key-form')), null, 'nothing asked before the API asks');
+      await page.click('#issue-button');
+      await needed(page);
+      assert.match(await page.textContent(sel('issue-error')), /\(HTTP 401\)/);
+      assert.equal(await page.getAttribute('#issuer-key', 'type'), 'password');
+
+      await page.fill('#issuer-key', 'not-the-key-not-the-key-not-the-key-00');
+      await page.click('#issuer-key-button');
+      await given(page);
+      await page.click('#issue-button');
+      await refused(page);
+      assert.equal(await page.inputValue('#issuer-key'), '', 'the typed key leaves the page');
+      await screenshot(page, 'issuer-key');
+
+      await page.fill('#issuer-key', KEY);
+      await page.click('#issuer-key-button');
+      await given(page);
+      const token = await issueWith(page);
+      assert.match(token, JWT);
+      assert.equal(await page.$(sel('issuer-key-form')), null, 'an accepted key ends the asking');
+
+      // The key is remembered for this page: another token, then revoking it, need no typing.
+      const second = await issueWith(page);
+      assert.notEqual(second, token);
+      assert.equal((await lookInUi(page, 'check', 'unused')).headline.length > 0, true);
+      await lookInUi(page, 'revoke', 'revoked');
+      assert.deepEqual(sent, [
+        'GET /tokens -',
+        'GET /tokens Bearer not-the-key-not-the-key-not-the-key-00',
+        `GET /tokens Bearer ${KEY}`,
+        `GET /tokens Bearer ${KEY}`,
+        'POST /tokens/status -',
+        `POST /tokens/revoke Bearer ${KEY}`,
+      ]);
+      await page.fill('#validate-token', token);
+      assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid', 'validation needs no key');
+
+      const stored = await page.evaluate(() => ({
+        local: localStorage.length,
+        session: sessionStorage.length,
+        cookie: document.cookie,
+        url: location.href,
+        html: document.documentElement.outerHTML,
+      }));
+      assert.deepEqual(
+        { local: stored.local, session: stored.session, cookie: stored.cookie },
+        { local: 0, session: 0, cookie: '' },
+      );
+      assert.ok(!stored.url.includes(KEY) && !stored.html.includes(KEY), 'not in the page');
+
+      // Memory only: a reload forgets it.
+      await page.reload();
+      await page.waitForSelector(sel('api-base', '[data-source="same origin"]'));
+      await page.click('#issue-button');
+      await needed(page);
+      assert.equal(sent.at(-1), 'GET /tokens -');
+    }, { serverOptions }));
+});

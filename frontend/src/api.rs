@@ -39,7 +39,14 @@ pub async fn fetch_config() -> Option<String> {
 /// [`ApiError`] for a network failure, a timeout, a refusal (`400` for a lifetime, purpose or
 /// subject out of range; `409` when the purpose and subject already have the most unused
 /// tokens) or an unreadable answer.
-pub async fn issue(base: &ApiBase, request: &IssueRequest) -> Result<IssueResponse, ApiError> {
+///
+/// `authorization` is the `Authorization` header for a service that wants an issuer key
+/// ([`crate::issuer_key`]); `401` when it is missing or wrong.
+pub async fn issue(
+    base: &ApiBase,
+    request: &IssueRequest,
+    authorization: Option<&str>,
+) -> Result<IssueResponse, ApiError> {
     // The URL named in error messages: with the lifetime, not the purpose and subject (they are
     // in the form above the message).
     let url = base.issue_url(request.ttl);
@@ -47,7 +54,7 @@ pub async fn issue(base: &ApiBase, request: &IssueRequest) -> Result<IssueRespon
     // `&` to a URL that already has a query string, and `query` percent-encodes them.
     let query = request.query();
     let builder = Request::get(&base.tokens_url()).query(query.iter().map(|(k, v)| (*k, v)));
-    send(builder, &url, None).await
+    send(with_authorization(builder, authorization), &url, None).await
 }
 
 /// `POST /tokens` with `{"token", "purpose"?, "subject"?}` and the header
@@ -76,21 +83,38 @@ pub async fn validate(
 /// # Errors
 /// As [`issue`].
 pub async fn status(base: &ApiBase, token: &str) -> Result<StatusResponse, ApiError> {
-    post_token(&base.status_url(), token).await
+    post_token(&base.status_url(), token, None).await
 }
 
 /// `POST /tokens/revoke` with `{"token": ...}`: revokes an unused token; any other is reported
 /// unchanged.
 ///
 /// # Errors
-/// As [`issue`]; after a `503 outcome_unknown`, [`status`] tells whether it was revoked.
-pub async fn revoke(base: &ApiBase, token: &str) -> Result<StatusResponse, ApiError> {
-    post_token(&base.revoke_url(), token).await
+/// As [`issue`] (including `401` without the issuer key the service wants); after a
+/// `503 outcome_unknown`, [`status`] tells whether it was revoked.
+pub async fn revoke(
+    base: &ApiBase,
+    token: &str,
+    authorization: Option<&str>,
+) -> Result<StatusResponse, ApiError> {
+    post_token(&base.revoke_url(), token, authorization).await
 }
 
-async fn post_token(url: &str, token: &str) -> Result<StatusResponse, ApiError> {
+async fn post_token(
+    url: &str,
+    token: &str,
+    authorization: Option<&str>,
+) -> Result<StatusResponse, ApiError> {
     let body = json(url, &TokenRequest { token: token.to_owned() })?;
-    send(Request::post(url), url, body).await
+    send(with_authorization(Request::post(url), authorization), url, body).await
+}
+
+/// `builder` with `Authorization: {authorization}`, if any.
+fn with_authorization(builder: RequestBuilder, authorization: Option<&str>) -> RequestBuilder {
+    match authorization {
+        Some(value) => builder.header("Authorization", value),
+        None => builder,
+    }
 }
 
 /// A JSON request body, serialized here so that one non-generic [`fetch_text`] sends them all.

@@ -12,7 +12,8 @@
 //!   and joining the base URL), [`answer`] (reading status and body into an answer or an error,
 //!   verdicts), [`validation`] (one validation's `Idempotency-Key` and automatic retries),
 //!   [`form`] (reading the forms: purpose, subject, supersede), [`status`] (Check status and
-//!   Revoke answers in words) and [`claims`] (a token's claims, decoded but not verified);
+//!   Revoke answers in words), [`claims`] (a token's claims, decoded but not verified) and
+//!   [`issuer_key`] (asking for an issuer key when the API wants one, kept in memory only);
 //! - browser-only code, compiled for `wasm32` only because it needs `web-sys`, `gloo-net` and
 //!   Leptos: `api` (every HTTP call), `browser` (clock, local time, random keys, clipboard) and
 //!   `components`.
@@ -21,6 +22,7 @@ pub mod answer;
 pub mod api_base;
 pub mod claims;
 pub mod form;
+pub mod issuer_key;
 pub mod request;
 pub mod status;
 pub mod timing;

@@ -7,7 +7,9 @@ use crate::api;
 use crate::api_base::{ApiBase, ApiChoice, choose_api_base};
 use crate::browser;
 use crate::components::issue::IssuePanel;
+use crate::components::issuer_key::IssuerKeyForm;
 use crate::components::validate::{ValidateFields, ValidatePanel};
+use crate::issuer_key::IssuerKey;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -35,6 +37,8 @@ pub fn App() -> impl IntoView {
     })
     .into();
     let validate = ValidateFields::new();
+    // Memory only: never written to storage, so a reload forgets it.
+    let issuer_key = RwSignal::new(IssuerKey::default());
 
     view! {
         <header class="masthead">
@@ -42,8 +46,9 @@ pub fn App() -> impl IntoView {
             <p class="lede">"Issue a token that can be validated exactly once, then check one."</p>
         </header>
         <main class="panels">
-            <IssuePanel api=api validate=validate />
-            <ValidatePanel api=api fields=validate />
+            <IssuerKeyForm issuer_key=issuer_key />
+            <IssuePanel api=api validate=validate issuer_key=issuer_key />
+            <ValidatePanel api=api fields=validate issuer_key=issuer_key />
         </main>
         <footer class="footer">
             {move || choice.with(|c| match c {

@@ -9,6 +9,7 @@ use crate::components::copy_button::CopyButton;
 use crate::components::field::TextField;
 use crate::components::validate::ValidateFields;
 use crate::form::{FormErrors, can_supersede, read_issue_form};
+use crate::issuer_key::IssuerKey;
 use crate::request::RequestState;
 use crate::timing::{format_remaining, parse_rfc3339, remaining_secs};
 use leptos::ev::SubmitEvent;
@@ -29,6 +30,8 @@ pub fn IssuePanel(
     api: Signal<Option<ApiBase>>,
     /// The validate panel's form.
     validate: ValidateFields,
+    /// The issuer key, if the service wants one (held in memory only).
+    issuer_key: RwSignal<IssuerKey>,
 ) -> impl IntoView {
     let lifetime = RwSignal::new(String::new());
     let purpose = RwSignal::new(String::new());
@@ -66,8 +69,10 @@ pub fn IssuePanel(
         if !state.try_update(RequestState::start).unwrap_or(false) {
             return;
         }
+        let authorization = issuer_key.with_untracked(IssuerKey::authorization);
         spawn_local(async move {
-            let outcome = api::issue(&base, &request).await;
+            let outcome = api::issue(&base, &request, authorization.as_deref()).await;
+            issuer_key.try_update(|k| k.record(outcome.as_ref().err()));
             if let Ok(issued) = &outcome {
                 validate.token.set(issued.token.clone());
                 validate.purpose.set(request.purpose.clone().unwrap_or_default());

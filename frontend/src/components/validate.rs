@@ -14,6 +14,7 @@ use crate::browser;
 use crate::components::claims::ClaimsView;
 use crate::components::field::TextField;
 use crate::form::{FormErrors, read_validate_form};
+use crate::issuer_key::IssuerKey;
 use crate::status::{Action, Lookup, explanation, headline, state_name, times};
 use crate::timing::parse_rfc3339;
 use crate::validation::{Next, Phase, RETRY, Validation};
@@ -59,6 +60,8 @@ pub fn ValidatePanel(
     api: Signal<Option<ApiBase>>,
     /// The form, shared with the issue panel.
     fields: ValidateFields,
+    /// The issuer key, which revoking needs when the service wants one.
+    issuer_key: RwSignal<IssuerKey>,
 ) -> impl IntoView {
     let ValidateFields { token, purpose, subject } = fields;
     let state = RwSignal::new(Validation::default());
@@ -141,10 +144,15 @@ pub fn ValidatePanel(
         {
             return;
         }
+        let authorization = issuer_key.with_untracked(IssuerKey::authorization);
         spawn_local(async move {
             let outcome = match action {
                 Action::Check => api::status(&base, &candidate).await,
-                Action::Revoke => api::revoke(&base, &candidate).await,
+                Action::Revoke => {
+                    let outcome = api::revoke(&base, &candidate, authorization.as_deref()).await;
+                    issuer_key.try_update(|k| k.record(outcome.as_ref().err()));
+                    outcome
+                }
             };
             lookup.try_update(|l| l.finish(outcome));
         });
