@@ -343,9 +343,13 @@ mod tests {
             "token-service",
             "--secret",
             "a-very-secret-signing-key-of-32-bytes",
+            "--previous-secrets",
+            "a-very-old-signing-key-of-32-bytes!!",
+            "--issuer-keys",
+            "a-very-secret-issuer-key-of-32-bytes",
         ]);
         let printed = format!("{config:?}");
-        assert!(!printed.contains("a-very-secret"), "{printed}");
+        assert!(!printed.contains("a-very"), "{printed}");
         assert!(printed.contains("Secret(<redacted>)"), "{printed}");
     }
 
