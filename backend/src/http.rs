@@ -29,7 +29,7 @@ use crate::tokens::{
 };
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -156,8 +156,14 @@ pub fn api(service: Arc<TokenService>, origins: &AllowedOrigins, guards: &Guards
 )]
 async fn issue(
     State(service): State<Arc<TokenService>>,
+    raw: RawQuery,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<IssueResponse>, ApiError> {
+    // The query decoder replaces invalid UTF-8 with U+FFFD, which would make different subjects
+    // equal: refuse it instead.
+    if raw.0.is_some_and(|q| percent_encoding::percent_decode_str(&q).decode_utf8().is_err()) {
+        return Err(ApiError::BadRequest("the query string must be percent-encoded UTF-8".into()));
+    }
     let not_valid = |_| ApiError::BadRequest("the query string is not valid".into());
     let mut options = IssueOptions::default();
     let mut seen = HashSet::new();

@@ -14,10 +14,12 @@
 
 use crate::http::ApiError;
 use crate::metrics::Metrics;
+use crate::store::AttemptId;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use shared::IDEMPOTENCY_KEY_HEADER;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,15 +137,34 @@ pub async fn track(
 /// The overall deadline of one request: past it the request's work is dropped and the client
 /// gets a JSON `503` ([`ApiError::Timeout`]): `outcome_unknown` for a method that may change
 /// state (a validation may have used the token), `unavailable` for `GET`.
-pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+///
+/// A validation (`POST /tokens`) without an `Idempotency-Key` gets one here, before the handler
+/// runs, and every `503 outcome_unknown` it is answered with names it in the `Idempotency-Key`
+/// response header: whether the deadline or the store gave up, the client can retry with it and
+/// learn the outcome (a validation the deadline cut short may still have used the token).
+pub async fn deadline(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
     let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    match tokio::time::timeout(limit, next.run(request)).await {
+    let validation = request.method() == Method::POST && request.uri().path() == "/tokens";
+    let generated = (validation && !request.headers().contains_key(IDEMPOTENCY_KEY_HEADER))
+        .then(|| HeaderValue::from_str(AttemptId::generate().as_str()).ok())
+        .flatten();
+    if let Some(key) = &generated {
+        request.headers_mut().insert(IDEMPOTENCY_KEY_HEADER, key.clone());
+    }
+    let mut response = match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(seconds = limit.as_secs_f64(), "request timed out");
             ApiError::Timeout { outcome_unknown: !safe }.into_response()
         }
+    };
+    if let Some(key) = generated
+        && response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(IDEMPOTENCY_KEY_HEADER)
+    {
+        response.headers_mut().insert(IDEMPOTENCY_KEY_HEADER, key);
     }
+    response
 }
 
 #[cfg(test)]
@@ -215,6 +236,44 @@ mod tests {
             assert_eq!(body["reason"], reason, "{method}");
             assert_eq!(body["requestId"], "client-chosen-id");
         }
+    }
+
+    #[tokio::test]
+    async fn a_keyless_validation_cut_short_by_the_deadline_is_told_the_key_it_was_run_with() {
+        // The handler records the key it sees; the deadline answer must name the same one.
+        let seen = Arc::new(std::sync::Mutex::new(None::<String>));
+        let recorder = seen.clone();
+        let slow_validation = move |request: Request| {
+            let recorder = recorder.clone();
+            async move {
+                let key = request.headers().get(IDEMPOTENCY_KEY_HEADER).cloned();
+                *recorder.lock().unwrap() = key.map(|k| k.to_str().unwrap().to_owned());
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }
+        };
+        let app = Router::new()
+            .route("/tokens", axum::routing::post(slow_validation))
+            .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), deadline));
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/tokens")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 503);
+        let answered = response.headers()[IDEMPOTENCY_KEY_HEADER].to_str().unwrap().to_owned();
+        assert_eq!(seen.lock().unwrap().as_deref(), Some(answered.as_str()));
+        // A client that sent its own key keeps it, and is not sent another.
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/tokens")
+            .header(IDEMPOTENCY_KEY_HEADER, "mine")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert!(response.headers().get(IDEMPOTENCY_KEY_HEADER).is_none());
+        assert_eq!(seen.lock().unwrap().as_deref(), Some("mine"));
     }
 
     #[tokio::test]

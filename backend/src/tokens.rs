@@ -33,8 +33,10 @@ pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 7 * 24 * 60 * 60;
 /// representable (as `i64` and as an RFC 3339 date) so no configuration can make issuing fail
 /// after a record was stored.
 pub const LIFETIME_CEILING_SECS: u64 = 10 * 366 * 24 * 60 * 60;
-/// Longest token accepted for validation, in bytes; an issued token is about 150.
-pub const MAX_TOKEN_BYTES: usize = 1024;
+/// Longest token accepted for validation, in bytes. An unbound token is about 150 bytes; the
+/// longest one this service can issue (a 256-byte subject of control characters, each escaped
+/// as `\u00XX` in the claims, and a 64-character purpose) is about 2,300.
+pub const MAX_TOKEN_BYTES: usize = 4096;
 /// Default replay window: for 10 minutes after a token's use, seconds, a retry by the attempt
 /// that used it gets that success again.
 pub const DEFAULT_REPLAY_WINDOW_SECS: u64 = 10 * 60;

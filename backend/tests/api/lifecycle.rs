@@ -437,7 +437,7 @@ async fn bad_issue_parameters_are_a_400_saying_what_is_allowed() {
     let raw =
         assert_error(app.get("/tokens?purpose=%FF").await, StatusCode::BAD_REQUEST, "bad_request")
             .await;
-    assert_eq!(raw, PURPOSE_RULE);
+    assert_eq!(raw, "the query string must be percent-encoded UTF-8");
 }
 
 #[tokio::test]
@@ -574,4 +574,27 @@ async fn forged_malformed_and_expired_tokens_are_answered_without_asking_the_sto
     assert_eq!(wrong, refused(Reason::WrongPurpose));
     let wrong = app.validate_for(&needs_store, Some(PURPOSE), Some("user-43")).await;
     assert_eq!(wrong, refused(Reason::WrongSubject));
+}
+
+#[tokio::test]
+async fn a_subject_that_is_not_utf_8_is_a_400_not_a_replacement_character() {
+    let app = TestApp::spawn().await;
+    for query in
+        ["purpose=reset&subject=user%FFa", "purpose=reset&subject=%F0%9F", "purpose=%FF&subject=a"]
+    {
+        let response = app.get(&format!("/tokens?{query}")).await;
+        let message = assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert_eq!(message, "the query string must be percent-encoded UTF-8", "{query}");
+    }
+}
+
+#[tokio::test]
+async fn the_longest_subject_of_escaped_characters_issues_a_token_that_validates() {
+    let app = TestApp::spawn().await;
+    let subject: String = std::iter::repeat_n('\u{1}', shared::MAX_SUBJECT_BYTES).collect();
+    let purpose = "p".repeat(shared::MAX_PURPOSE_CHARS);
+    let token =
+        app.issue_with(&[("purpose", purpose.as_str()), ("subject", subject.as_str())]).await.token;
+    assert!(token.len() > 2_000, "{}", token.len());
+    assert!(app.validate_for(&token, Some(&purpose), Some(&subject)).await.is_valid);
 }
