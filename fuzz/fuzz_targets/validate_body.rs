@@ -30,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
             Some(
                 Reason::AlreadyUsed
                 | Reason::UnknownToken
+                | Reason::Revoked
+                | Reason::WrongPurpose
+                | Reason::WrongSubject
                 | Reason::Expired
                 | Reason::InvalidSignature
                 | Reason::MalformedToken,

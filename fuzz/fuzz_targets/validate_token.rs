@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
             | ValidateError::Revoked { .. }
             | ValidateError::Expired
             | ValidateError::InvalidSignature
-            | ValidateError::Malformed(_),
+            | ValidateError::Malformed(_)
+            | ValidateError::WrongPurpose
+            | ValidateError::WrongSubject,
         ) => {}
     }
 });

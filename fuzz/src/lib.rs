@@ -5,7 +5,7 @@
 //! [`USED_TOKEN`] is a genuine token (signed with [`KEY`], unexpired at [`NOW`]) whose record the
 //! harness stores and consumes at start-up, so every later validation of it, or of anything the
 //! fuzzer derives from it, must be refused. The other seed tokens in `fuzz/seeds/` are signed with
-//! the same key but were never stored (`already_used`), are expired, or break one claim rule.
+//! the same key but were never stored (`unknown_token`), are expired, or break one claim rule.
 
 use axum::Router;
 use backend::clock::ManualClock;
@@ -58,7 +58,8 @@ fn build() -> Harness {
     let service = Arc::new(TokenService::new(&key, store.clone(), clock, Lifetimes::default()));
     let uuid = Uuid::parse_str(USED_UUID).unwrap();
     runtime.block_on(async {
-        store.insert(TokenRecord { uuid, expiry: NOW + 3600 }).await.unwrap();
+        let record = TokenRecord { uuid, expiry: NOW + 3600, pair: None };
+        store.insert(&record, false, NOW).await.unwrap();
         let attempt = AttemptId::generate();
         let valid =
             service.validate(USED_TOKEN, &attempt).await.expect("the seed token is genuine");
