@@ -109,14 +109,24 @@ pub fn api(service: Arc<TokenService>, origins: &AllowedOrigins, guards: &Guards
         ))
         .with_state(service);
     let router = guards.wrap(router);
-    let cors = match origins {
-        AllowedOrigins::None => return router,
+    match cors(origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// The API's CORS rules for `origins` (`None` for same-origin only): what the router applies,
+/// and what the Lambda's stand-in answers use while the service cannot start
+/// ([`crate::lambda::LambdaApp`]), so the browser can read those too.
+pub fn cors(origins: &AllowedOrigins) -> Option<CorsLayer> {
+    let allow = match origins {
+        AllowedOrigins::None => return None,
         AllowedOrigins::Any => AllowOrigin::any(),
         AllowedOrigins::List(list) => AllowOrigin::list(list.iter().cloned()),
     };
-    router.layer(
+    Some(
         CorsLayer::new()
-            .allow_origin(cors)
+            .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([
                 header::CONTENT_TYPE,

@@ -1,10 +1,17 @@
-//! The AWS Lambda shape: API Gateway (REST API, Lambda proxy integration) events in, the same
-//! axum router as the local server, DynamoDB for records.
+//! The AWS Lambda shape: API Gateway events in, the same axum router as the local server,
+//! DynamoDB for records.
+//!
+//! Both payloads API Gateway sends a Lambda proxy integration reach the router: REST API (v1)
+//! events and HTTP API (v2) events, which are also what Lambda function URLs and
+//! `cargo lambda watch` send (`scripts/aws-local`). [`strip_stage`] removes a stage name from the
+//! front of the path in either, so the routes are the local server's.
 //!
 //! Configuration comes from the environment once, at cold start ([`LambdaConfig::from_env`]);
-//! the signing key is read from AWS Secrets Manager then and kept for the life of the execution
-//! environment. Anything missing or wrong fails the cold start with a clear log line, not a
-//! request.
+//! the signing key is read from AWS Secrets Manager then and the table checked with
+//! `DescribeTable`, which also opens the DynamoDB connection the first request reuses. A cold
+//! start that cannot read the key or find the table does not exit (API Gateway would answer a
+//! bare `502`): [`LambdaApp`] logs the cause, answers `503` JSON with `Retry-After`, and tries
+//! again on a later invocation, with a backoff.
 
 pub use crate::app::{IssuerKeySource, KeySource, OpsSettings};
 use crate::app::{Settings, StoreSettings};
@@ -15,17 +22,28 @@ use crate::contract::{
     ENV_ISSUER_KEYS_SECRET_ARN, ENV_MAX_TTL, ENV_PREVIOUS_SECRETS, ENV_RATE_LIMIT_PER_MINUTE,
     ENV_REPLAY_WINDOW, ENV_REQUEST_TIMEOUT, ENV_SECRET, ENV_SECRET_ARN, ENV_TABLE,
 };
-use crate::http::AllowedOrigins;
+use crate::http::{AllowedOrigins, cors};
 use crate::keys::Secret;
 use crate::request::DEFAULT_REQUEST_TIMEOUT_SECS;
 use crate::tokens::{
     DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, DEFAULT_REPLAY_WINDOW_SECS, Lifetimes,
 };
 use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
+use shared::{Reason, ValidateResponse};
+use std::convert::Infallible;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
 
 /// The Lambda's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,14 +157,30 @@ pub async fn build(config: LambdaConfig) -> Result<Router, String> {
     crate::app::build(config.settings()).await.map(|app| app.router).map_err(|e| e.to_string())
 }
 
+/// Which payload an invocation arrived in: `"apigw_rest"` (API Gateway REST API, v1),
+/// `"apigw_v2"` (HTTP API, Lambda function URLs, `cargo lambda watch`) or `"other"`. Logged at
+/// debug level for every invocation; the aws-local tests read it.
+pub fn event_kind(request: &Request) -> &'static str {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(_)) => "apigw_rest",
+        Some(RequestContext::ApiGatewayV2(_)) => "apigw_v2",
+        _ => "other",
+    }
+}
+
 /// Removes the API Gateway stage from the front of the path (`/prod/tokens` -> `/tokens`), so
-/// the router matches whether or not `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set.
+/// the router matches whatever the payload and `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` say.
+///
+/// - REST (v1): `lambda_http` puts the stage in front of `path` unless that variable is set.
+/// - HTTP API (v2): the `$default` stage (and a function URL) has no prefix; a named stage is
+///   already in `rawPath` (`/prod/tokens`), and stays there even with the variable set.
 pub fn strip_stage(mut request: Request) -> Request {
     let stage = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
         _ => None,
     };
-    let Some(stage) = stage else { return request };
+    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else { return request };
     let prefix = format!("/{stage}");
     let path = request.uri().path();
     let rest = match path.strip_prefix(&prefix) {
@@ -166,4 +200,242 @@ pub fn strip_stage(mut request: Request) -> Request {
         }
     }
     request
+}
+
+/// Waits between attempts to build the service after a failed cold start: `first`, then twice
+/// as long after each further failure, never more than `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Wait after the first failure.
+    pub first: Duration,
+    /// Longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 1 s, 2 s, 4 s, ... up to 30 s: a Secrets Manager or DynamoDB hiccup heals within a
+    /// retry or two, and a function that stays broken costs one build attempt per 30 s.
+    fn default() -> Self {
+        Self { first: Duration::from_secs(1), max: Duration::from_secs(30) }
+    }
+}
+
+impl Backoff {
+    /// The wait after `failures` failed attempts in a row (1 or more).
+    pub fn after(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        self.first.saturating_mul(1 << doublings).min(self.max)
+    }
+}
+
+/// Longest one attempt to build the service may take (Secrets Manager, then DynamoDB, each
+/// bounded by the SDK's 5 s operation timeout), so a retry inside an invocation ends well within
+/// the function's 10 s timeout (`TIMEOUT_SECONDS` in infra/lib/api.ts).
+pub const BUILD_BUDGET: Duration = Duration::from_secs(6);
+
+/// The message of the `503` a cold start that could not build the service answers with. The
+/// cause goes to the log only.
+pub const UNAVAILABLE_MESSAGE: &str =
+    "the service cannot read its signing key or reach its token table yet; try again shortly";
+
+/// A boxed attempt to build the router.
+type BuildFuture = Pin<Box<dyn Future<Output = Result<Router, String>> + Send>>;
+
+/// What the function serves: the router once it is built; until then `503` answers while it
+/// retries, or `500` answers for ever if the environment is misconfigured.
+#[derive(Clone)]
+pub struct LambdaApp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    build: Box<dyn Fn() -> BuildFuture + Send + Sync>,
+    origins: AllowedOrigins,
+    backoff: Backoff,
+}
+
+enum State {
+    Serving(Router),
+    /// The last `failures` attempts failed; the next one is due at `retry_at`.
+    Failed {
+        failures: u32,
+        retry_at: Instant,
+    },
+    /// The configuration is wrong; the environment cannot change within an execution
+    /// environment, so nothing is retried.
+    Misconfigured,
+}
+
+impl LambdaApp {
+    /// The cold start: builds the router through `build` (bounded by [`BUILD_BUDGET`]). On
+    /// failure the cause is logged and the app answers `503` (with CORS for `origins`) until a
+    /// later invocation's attempt, due after `backoff`, succeeds.
+    pub async fn start<F, Fut>(origins: AllowedOrigins, backoff: Backoff, build: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Router, String>> + Send + 'static,
+    {
+        let build: Box<dyn Fn() -> BuildFuture + Send + Sync> = Box::new(move || Box::pin(build()));
+        let state = match attempt(&build).await {
+            Ok(router) => State::Serving(router),
+            Err(cause) => {
+                let retry_in = backoff.after(1);
+                tracing::error!(
+                    error = %cause,
+                    failures = 1,
+                    retry_in_secs = retry_in.as_secs_f64(),
+                    "cold start failed: answering 503 until a retry succeeds"
+                );
+                State::Failed { failures: 1, retry_at: Instant::now() + retry_in }
+            }
+        };
+        Self { inner: Arc::new(Inner { state: Mutex::new(state), build, origins, backoff }) }
+    }
+
+    /// An app for an environment that [`LambdaConfig::from_env`] refused: every request gets a
+    /// `500` (`internal`) and the cause is logged each time, since no retry can fix it.
+    pub fn misconfigured(cause: &str) -> Self {
+        tracing::error!(error = %cause, "cold start failed: the configuration is invalid");
+        let never = Box::new(|| -> BuildFuture { Box::pin(async { Err("misconfigured".into()) }) });
+        let inner = Inner {
+            state: Mutex::new(State::Misconfigured),
+            build: never,
+            origins: AllowedOrigins::None,
+            backoff: Backoff::default(),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Whether the router is built (the cold start, or a retry, succeeded).
+    pub async fn is_serving(&self) -> bool {
+        matches!(*self.inner.state.lock().await, State::Serving(_))
+    }
+
+    /// Answers one request: routed once the service is built, else a `503` or `500` answer.
+    pub async fn handle(&self, request: Request) -> Response {
+        tracing::debug!(
+            event = event_kind(&request),
+            method = %request.method(),
+            path = request.uri().path(),
+            "invocation"
+        );
+        let request = strip_stage(request);
+        let mut state = self.inner.state.lock().await;
+        let retry_at = match &*state {
+            State::Serving(router) => {
+                let router = router.clone();
+                drop(state);
+                return router.oneshot(request).await.unwrap_or_else(|e| match e {});
+            }
+            State::Misconfigured => {
+                tracing::error!("not serving: the configuration is invalid (see the cold start)");
+                return internal_error();
+            }
+            State::Failed { failures, retry_at } if Instant::now() < *retry_at => {
+                tracing::warn!(failures, "not serving yet: waiting to retry the cold start");
+                *retry_at
+            }
+            State::Failed { failures, .. } => {
+                let failures = *failures;
+                match attempt(&self.inner.build).await {
+                    Ok(router) => {
+                        tracing::info!(failures, "cold start succeeded on a retry");
+                        *state = State::Serving(router.clone());
+                        drop(state);
+                        return router.oneshot(request).await.unwrap_or_else(|e| match e {});
+                    }
+                    Err(cause) => {
+                        let failures = failures.saturating_add(1);
+                        let retry_in = self.inner.backoff.after(failures);
+                        tracing::error!(
+                            error = %cause,
+                            failures,
+                            retry_in_secs = retry_in.as_secs_f64(),
+                            "cold start retry failed: answering 503"
+                        );
+                        let retry_at = Instant::now() + retry_in;
+                        *state = State::Failed { failures, retry_at };
+                        retry_at
+                    }
+                }
+            }
+        };
+        drop(state);
+        let wait = retry_at.saturating_duration_since(Instant::now());
+        // Whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3: delay-seconds).
+        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.unavailable(request, retry_after.max(1)).await
+    }
+
+    /// The `503` stand-in answer, through the API's CORS rules: preflights are answered as the
+    /// router would, and the browser may read the `503` and its `Retry-After`.
+    async fn unavailable(&self, request: Request, retry_after: u64) -> Response {
+        let respond = tower::service_fn(move |_: Request| async move {
+            let body = ValidateResponse::refused(Reason::Unavailable, UNAVAILABLE_MESSAGE);
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            Ok::<_, Infallible>(response)
+        });
+        let answer = match cors(&self.inner.origins) {
+            Some(cors) => cors.layer(respond).oneshot(request).await,
+            None => respond.oneshot(request).await,
+        };
+        answer.unwrap_or_else(|e| match e {})
+    }
+}
+
+/// `500` (`internal`) for a function whose configuration is invalid.
+fn internal_error() -> Response {
+    let body = ValidateResponse::refused(Reason::Internal, "internal error");
+    let mut response = (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// One attempt to build the router, bounded by [`BUILD_BUDGET`].
+async fn attempt(build: &(dyn Fn() -> BuildFuture + Send + Sync)) -> Result<Router, String> {
+    match tokio::time::timeout(BUILD_BUDGET, build()).await {
+        Ok(built) => built,
+        Err(_) => Err(format!("gave up after {} s", BUILD_BUDGET.as_secs())),
+    }
+}
+
+impl Service<Request> for LambdaApp {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let app = self.clone();
+        Box::pin(async move { Ok(app.handle(request).await) })
+    }
+}
+
+/// The function's whole life: reads the environment, builds the service (or its stand-in) and
+/// serves invocations from the Lambda Runtime API until the execution environment ends.
+///
+/// # Errors
+/// Only if the Runtime API itself fails.
+pub async fn run() -> Result<(), lambda_http::Error> {
+    let started = std::time::Instant::now();
+    let app = match LambdaConfig::from_env(|name| std::env::var(name).ok()) {
+        Ok(config) => {
+            let origins = config.origins.clone();
+            LambdaApp::start(origins, Backoff::default(), move || build(config.clone())).await
+        }
+        Err(cause) => LambdaApp::misconfigured(&cause),
+    };
+    tracing::info!(
+        init_ms = started.elapsed().as_secs_f64() * 1000.0,
+        serving = app.is_serving().await,
+        "init done"
+    );
+    lambda_http::run(app).await
 }

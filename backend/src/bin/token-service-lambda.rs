@@ -1,8 +1,7 @@
-//! `token-service-lambda`: the AWS Lambda entry point (API Gateway REST API proxy events).
-//! Built for Graviton by `cargo lambda build --profile lambda --arm64 --output-format zip`.
+//! `token-service-lambda`: the AWS Lambda entry point (API Gateway REST and HTTP API proxy
+//! events, Lambda function URLs). Everything but logging is in `backend::lambda`. Built for
+//! Graviton by `cargo lambda build --profile lambda --arm64 --output-format zip`.
 
-use backend::lambda::{LambdaConfig, build, strip_stage};
-use tower::ServiceExt;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -16,13 +15,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         .with_span_list(false)
         .without_time()
         .init();
-    let started = match LambdaConfig::from_env(|name| std::env::var(name).ok()) {
-        Ok(config) => build(config).await,
-        Err(e) => Err(e),
-    };
-    let app = started.map_err(|e| {
-        tracing::error!(error = %e, "cold start failed");
-        e
-    })?;
-    lambda_http::run(app.map_request(strip_stage)).await
+    backend::lambda::run().await
 }
