@@ -3,6 +3,9 @@
 //
 // Environment: TOKEN_SERVICE_BIN (default target/debug/token-service) and UI_DIR (default dist),
 // both relative to the repository root; CHROMIUM (default /usr/bin/chromium).
+// E2E_UI_URL and E2E_API_URL (both or neither): a page and an API already running elsewhere,
+// whose config.json points the page at that API (scripts/aws-local: the UI on a static server,
+// the API the Lambda binary under `cargo lambda watch`). startApp() then starts nothing.
 
 import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,10 +28,34 @@ const CHROMIUM_FLAGS = [
   '--disable-dev-shm-usage',
 ];
 
+/** The page and API from E2E_UI_URL and E2E_API_URL, or null to start token-service. */
+export const external = (() => {
+  const { E2E_UI_URL: ui, E2E_API_URL: api } = process.env;
+  if (!ui && !api) return null;
+  if (!ui || !api) throw new Error('set both E2E_UI_URL and E2E_API_URL, or neither');
+  return { url: ui.replace(/\/$/, ''), api: api.replace(/\/$/, '') };
+})();
+
+/**
+ * Where a test's page and API are: `url` the page's origin, `api` the API base URL the page
+ * uses, `apiSource` how the page chose it (its `api-base` element's data-source).
+ * @typedef {{url: string, api: string, apiSource: string, stop: () => Promise<void>}} App
+ */
+
+/**
+ * The external page and API if set (nothing to stop), else a fresh token-service serving both.
+ * @returns {Promise<App>}
+ */
+export async function startApp() {
+  if (external) return { ...external, apiSource: 'from config.json', stop: async () => {} };
+  return startServer();
+}
+
 /**
  * Starts token-service on 127.0.0.1:0 with a fresh data dir and resolves once it prints its URL.
+ * It serves the page and the API on one origin.
  * @param {{uiDir?: string, args?: string[]}} options
- * @returns {Promise<{url: string, stop: () => Promise<void>}>}
+ * @returns {Promise<App>}
  */
 export async function startServer({ uiDir = builtUi, args = [] } = {}) {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'token-e2e-data-'));
@@ -64,7 +91,7 @@ export async function startServer({ uiDir = builtUi, args = [] } = {}) {
       });
       child.once('error', (e) => { clearTimeout(timer); reject(e); });
     });
-    return { url, stop };
+    return { url, api: url, apiSource: 'same origin', stop };
   } catch (e) {
     await stop();
     throw e;

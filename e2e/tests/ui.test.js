@@ -1,11 +1,14 @@
 // Browser tests of the built UI (dist/) served by the real token-service binary.
 // Run from the repository root after `trunk build --release` and `cargo build -p backend`:
 //   (cd e2e && npm ci && npm test)
+// With E2E_UI_URL and E2E_API_URL set (harness.js), every test but the config.json ones runs
+// against that page and API instead: scripts/test does so against scripts/aws-local.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  closedPort, openBrowser, screenshot, startServer, uiWithConfig, validateDirectly,
+  closedPort, external, openBrowser, screenshot, startApp, startServer, uiWithConfig,
+  validateDirectly,
 } from './harness.js';
 
 const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
@@ -37,9 +40,12 @@ async function readResult(page, { valid, reason = '' }) {
   };
 }
 
-/** Runs `body(page, server)` with a fresh server and browser, stopped afterwards. */
+/**
+ * Runs `body(page, server)` with a fresh browser, stopped afterwards, on the app of startApp()
+ * (external or a fresh token-service), or on a token-service started with `serverOptions`.
+ */
 async function withPage(body, { serverOptions, prepare } = {}) {
-  const server = await startServer(serverOptions);
+  const server = serverOptions ? await startServer(serverOptions) : await startApp();
   const browser = await openBrowser();
   try {
     if (prepare) await prepare(browser.context, server);
@@ -55,8 +61,8 @@ async function withPage(body, { serverOptions, prepare } = {}) {
 describe('the token page on its own origin', () => {
   test('issuing shows the token, its expiration in local time and a ticking countdown', () =>
     withPage(async (page, server) => {
-      const apiBase = await page.waitForSelector(sel('api-base', '[data-source="same origin"]'));
-      assert.equal(await apiBase.textContent(), server.url);
+      const apiBase = await page.waitForSelector(sel('api-base', `[data-source="${server.apiSource}"]`));
+      assert.equal(await apiBase.textContent(), server.api);
 
       const token = await issueInUi(page, 90);
       assert.match(token, JWT);
@@ -156,7 +162,7 @@ describe('the token page on its own origin', () => {
       );
       assert.deepEqual(requests, [], 'nothing is sent for a lifetime that is not a number');
 
-      const direct = await fetch(`${server.url}/tokens?ttl=999999999`);
+      const direct = await fetch(`${server.api}/tokens?ttl=999999999`);
       assert.equal(direct.status, 400);
       const { message } = await direct.json();
       await page.fill('#lifetime', '999999999');
@@ -165,7 +171,7 @@ describe('the token page on its own origin', () => {
       assert.equal(await error.textContent(), `The server refused the request (HTTP 400): ${message}`);
       assert.equal(await page.textContent(sel('lifetime-error')), '');
       assert.equal(await page.$(sel('issued-token')), null);
-      assert.deepEqual(requests, [`${server.url}/tokens?ttl=999999999`]);
+      assert.deepEqual(requests, [`${server.api}/tokens?ttl=999999999`]);
     }));
 
   test('a malformed pasted token is shown as invalid with the reason', () =>
@@ -298,7 +304,7 @@ describe('a validation is done exactly once, even when its answer is lost', () =
       assert.equal(await page.textContent('#validate-button'), 'Validate');
 
       // Used exactly once: any other attempt is refused.
-      const again = await validateDirectly(server.url, token);
+      const again = await validateDirectly(server.api, token);
       assert.equal(again.body.reason, 'already_used');
     }));
 
@@ -310,7 +316,13 @@ describe('a validation is done exactly once, even when its answer is lost', () =
         if (n > 1) return false;
         await route.fulfill({
           status: 503,
-          headers: { 'retry-after': '1', 'content-type': 'application/json' },
+          // With the CORS headers the API sends, so a cross-origin page may read the answer.
+          headers: {
+            'retry-after': '1',
+            'content-type': 'application/json',
+            'access-control-allow-origin': new URL(page.url()).origin,
+            'access-control-expose-headers': 'retry-after,idempotency-key',
+          },
           body: JSON.stringify({
             isValid: false,
             reason: 'outcome_unknown',
@@ -365,7 +377,7 @@ describe('a validation is done exactly once, even when its answer is lost', () =
       assert.equal(keys.length, 5);
       assert.deepEqual(new Set(keys).size, 1, `one key for the click and its Retry: ${keys.join(', ')}`);
       assert.equal(lost[0].isValid, true);
-      assert.equal((await validateDirectly(server.url, token)).body.reason, 'already_used');
+      assert.equal((await validateDirectly(server.api, token)).body.reason, 'already_used');
     }));
 
   test('after an unknown outcome, a different token gets Validate and a fresh key', () =>
@@ -396,7 +408,9 @@ describe('a validation is done exactly once, even when its answer is lost', () =
     }));
 });
 
-describe('config.json chooses the API at run time', () => {
+describe('config.json chooses the API at run time', {
+  skip: external && 'these start token-service servers of their own, with a config.json each',
+}, () => {
   let apiServer;
   before(async () => { apiServer = await startServer({ args: ['--allowed-origins', '*'] }); });
   after(() => apiServer?.stop());

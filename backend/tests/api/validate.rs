@@ -139,8 +139,14 @@ async fn malformed_bodies_are_400_with_the_json_error_shape() {
         b"\xff\xfe",
     ];
     for body in bodies {
+        let utf8 = std::str::from_utf8(body).is_ok();
+        let content_type = if utf8 || app.non_utf8_json_bodies {
+            "application/json"
+        } else {
+            "application/octet-stream"
+        };
         let message = assert_error(
-            app.post_raw(body.to_vec(), Some("application/json")).await,
+            app.post_raw(body.to_vec(), Some(content_type)).await,
             StatusCode::BAD_REQUEST,
             "bad_request",
         )
