@@ -408,9 +408,10 @@ describe('a validation is done exactly once, even when its answer is lost', () =
     }));
 });
 
-describe('config.json chooses the API at run time', {
-  skip: external && 'these start token-service servers of their own, with a config.json each',
-}, () => {
+// Skipped against an external page and API (E2E_UI_URL/E2E_API_URL): these start
+// token-service servers of their own, with a config.json each. (Node 20 cancels the tests of a
+// suite given an options object, so the choice is describe.skip.)
+(external ? describe.skip : describe)('config.json chooses the API at run time', () => {
   let apiServer;
   before(async () => { apiServer = await startServer({ args: ['--allowed-origins', '*'] }); });
   after(() => apiServer?.stop());
@@ -637,7 +638,7 @@ describe('purpose, subject, Check status and Revoke', () => {
       assert.deepEqual(posts, ['/tokens/status', '/tokens/status']);
       assert.equal(await page.$(sel('status-purpose')), null, 'no purpose: none shown');
       assert.equal((await validateInUi(page, { valid: true })).verdict, 'Valid');
-      assert.equal((await validateDirectly(server.url, token)).body.reason, 'already_used');
+      assert.equal((await validateDirectly(server.api, token)).body.reason, 'already_used');
     }));
 
   test('Revoke makes the status revoked and validation refused', () =>
@@ -656,7 +657,7 @@ describe('purpose, subject, Check status and Revoke', () => {
       assert.equal((await lookInUi(page, 'check', 'revoked')).headline, 'Revoked');
       assert.deepEqual(await validateInUi(page, { valid: false, reason: 'revoked' }), {
         verdict: 'Invalid: revoked',
-        message: (await validateDirectly(server.url, token)).body.message,
+        message: (await validateDirectly(server.api, token)).body.message,
       });
       assert.equal((await lookInUi(page, 'revoke', 'revoked')).headline, 'Revoked', 'revoking again changes nothing');
       assert.equal(await page.getAttribute(sel('status-revoked-at'), 'datetime'), revokedAt);
@@ -708,7 +709,7 @@ describe('purpose, subject, Check status and Revoke', () => {
 
   test('a full purpose and subject shows the server\'s 409, and supersede issues anyway', () =>
     withPage(async (page, server) => {
-      const url = `${server.url}/tokens?purpose=login&subject=acct-full`;
+      const url = `${server.api}/tokens?purpose=login&subject=acct-full`;
       let refusal;
       for (let i = 0; i < 100 && !refusal; i += 1) {
         const response = await fetch(url);
@@ -774,7 +775,7 @@ describe('purpose, subject, Check status and Revoke', () => {
       const error = await page.waitForSelector(sel('status-error', '[data-action="check"]'));
       assert.match(
         await error.textContent(),
-        new RegExp(`^Network error: could not reach ${server.url.replace(/\./g, '\\.')}/tokens/status \\(`),
+        new RegExp(`^Network error: could not reach ${server.api.replace(/\./g, '\\.')}/tokens/status \\(`),
       );
       assert.equal(await page.isEnabled('#validate-button'), true);
       assert.equal(await page.textContent('#status-button'), 'Check status');

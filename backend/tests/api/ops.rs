@@ -86,7 +86,8 @@ async fn issuer_keys_can_come_from_a_file_of_one_key_a_line() {
 
 #[tokio::test]
 async fn without_issuer_keys_everything_stays_open() {
-    let app = TestApp::spawn().await;
+    // A server of its own, even with API_BASE_URL set: the counts start from zero.
+    let app = TestApp::spawn_with(|c| c).await;
     assert_eq!(app.get("/tokens").await.status(), StatusCode::OK);
     assert!(app.metrics(None).await.contains("tokens_issued_total 1\n"));
 }
@@ -176,7 +177,8 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_issued_tokens_validations_by_result_and_store_calls() {
-    let app = TestApp::spawn().await;
+    // A server of its own, even with API_BASE_URL set: the counts start from zero.
+    let app = TestApp::spawn_with(|c| c).await;
     let tokens = [app.issue().await.token, app.issue().await.token, app.issue().await.token];
     assert!(app.validate(&tokens[0]).await.is_valid);
     assert_eq!(app.validate(&tokens[0]).await.reason, Some(Reason::AlreadyUsed));
