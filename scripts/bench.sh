@@ -109,7 +109,7 @@ fi
 step "sizes: Lambda bootstrap.zip, UI wasm and JS (gzip -9)"
 zip=target/lambda/token-service-lambda/bootstrap.zip
 if [ "$LAMBDA" = 1 ] && cargo lambda --version > /dev/null 2>&1; then
-  cargo lambda build -j2 --profile lambda --arm64 --output-format zip -p backend --bin token-service-lambda
+  cargo lambda build -j2 --profile lambda --arm64 --output-format zip -p backend --no-default-features --bin token-service-lambda
 fi
 [ -f "$zip" ] && stat -c %s "$zip" > "$out/bootstrap.bytes"
 for kind in wasm js; do

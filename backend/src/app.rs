@@ -14,6 +14,7 @@ use crate::metrics::{Emf, MeteredStore, Metrics};
 use crate::ops::{Guards, outer};
 use crate::request::{DEFAULT_REQUEST_TIMEOUT_SECS, Tracking};
 use crate::store::dynamodb::{DynamoStore, sdk_config};
+#[cfg(feature = "embedded-store")]
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{StoreError, TokenStore};
 use crate::tokens::{Lifetimes, TokenService};
@@ -101,7 +102,9 @@ pub enum IssuerKeySource {
 /// The token store to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
-    /// The embedded redb file at `path`.
+    /// The embedded redb file at `path` (cargo feature `embedded-store`, on by default; the
+    /// Lambda is built without it).
+    #[cfg(feature = "embedded-store")]
     Embedded {
         /// The database file.
         path: PathBuf,
@@ -209,11 +212,24 @@ pub enum StartupError {
     },
 }
 
+/// The diagnostic log filter of both entry points, from `RUST_LOG`: a level (`debug`) or
+/// `target=level` directives (`info,backend::store=debug`), the syntax of tracing-subscriber's
+/// [`Targets`](tracing_subscriber::filter::Targets) (no span or field filters: that needs
+/// `EnvFilter` and a regex engine, ~200 KiB of the Lambda). `info` when unset or unreadable.
+pub fn log_filter() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
 /// The built service.
 pub struct App {
     /// The API router (the local server adds the UI to it).
     pub router: Router,
     /// The embedded store, which the local server sweeps; `None` for other stores.
+    #[cfg(feature = "embedded-store")]
     pub embedded: Option<Arc<EmbeddedStore>>,
     /// The clock the service reads.
     pub clock: Arc<dyn Clock>,
@@ -281,23 +297,27 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
             )
         }
     };
-    let (store, embedded): (Arc<dyn TokenStore>, _) = match settings.store {
+    #[cfg(feature = "embedded-store")]
+    let mut embedded = None;
+    let store: Arc<dyn TokenStore> = match settings.store {
+        #[cfg(feature = "embedded-store")]
         StoreSettings::Embedded { path } => {
             let store = EmbeddedStore::open(&path)
                 .map_err(|source| StartupError::Store { path: path.clone(), source })?;
             let store = Arc::new(store);
-            (store.clone(), Some(store))
+            embedded = Some(store.clone());
+            store
         }
         StoreSettings::Dynamodb { table, create } => {
             let sdk = sdk.as_ref().ok_or_else(|| StartupError::Config("no AWS config".into()))?;
-            (Arc::new(open_dynamodb(sdk, &table, create).await?), None)
+            Arc::new(open_dynamodb(sdk, &table, create).await?)
         }
         #[cfg(feature = "bench-null-store")]
         StoreSettings::Null => {
             tracing::warn!(
                 "the null store keeps nothing: tokens are not single-use (benchmarks only)"
             );
-            (Arc::new(crate::store::null::NullStore), None)
+            Arc::new(crate::store::null::NullStore)
         }
     };
     let emf = settings
@@ -331,7 +351,13 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
         trust_forwarded_for: settings.ops.trust_forwarded_for,
         metrics: Some(metrics.clone()),
     };
-    Ok(App { router: outer(app, tracking), embedded, clock, metrics })
+    Ok(App {
+        router: outer(app, tracking),
+        #[cfg(feature = "embedded-store")]
+        embedded,
+        clock,
+        metrics,
+    })
 }
 
 /// The `SecretString` of `stage` (`AWSCURRENT`, `AWSPREVIOUS`) of secret `arn`, or `None` if

@@ -29,6 +29,7 @@ pub mod observe;
 pub mod ops;
 pub mod request;
 pub mod serve;
+#[cfg(feature = "embedded-store")]
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -170,7 +170,7 @@ export function configFromContext(node: Node): ServiceConfig {
     alarmEmails: emails(get(CONTEXT.alarmEmail)),
     customDomain,
     lambdaZip: buildOutput(CONTEXT.lambdaZip, get(CONTEXT.lambdaZip), contract.lambda.zip, PLACEHOLDER_LAMBDA, lambdaProblem, allowPlaceholders,
-      'cargo lambda build --profile lambda --arm64 --output-format zip -p backend --bin token-service-lambda'),
+      'cargo lambda build --profile lambda --arm64 --output-format zip -p backend --no-default-features --bin token-service-lambda'),
     uiDist: buildOutput(CONTEXT.uiDist, get(CONTEXT.uiDist), contract.ui.dist, PLACEHOLDER_UI, uiProblem, allowPlaceholders,
       'trunk build --release'),
   };

@@ -38,8 +38,9 @@ use uuid::Uuid;
 #[cfg(test)]
 pub mod conformance;
 pub mod dynamodb;
+#[cfg(feature = "embedded-store")]
 pub mod embedded;
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded-store"))]
 pub mod faulty;
 #[cfg(feature = "bench-null-store")]
 pub mod null;
