@@ -16,6 +16,8 @@
 //! | `rate_limited` | counter | |
 //! | `server_errors` | counter | (answers with a 5xx status) |
 //! | `http_requests` | counter | `method`, `route`, `status` (Prometheus only) |
+//! | `store_commits` | counter | (embedded store: durable commits, one fsync each; Prometheus only) |
+//! | `store_commit_writes` | counter | (embedded store: writes those commits carried; Prometheus only) |
 //!
 //! Counters appear in the Prometheus text with the OpenMetrics `_total` suffix
 //! (`tokens_issued_total`). In EMF every line has the dimension `FunctionName`
@@ -24,11 +26,13 @@
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>.
 
 use crate::audit::LogSink;
+use crate::store::embedded::Commits;
 use crate::store::{AttemptId, Consumed, Revoked, StoreError, Stored, TokenRecord, TokenStore};
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
@@ -56,6 +60,11 @@ pub mod names {
     pub const SERVER_ERRORS: &str = "server_errors";
     /// Every answer, by `method`, `route` and `status` (Prometheus only).
     pub const HTTP_REQUESTS: &str = "http_requests";
+    /// The embedded store's durable commits, one fsync each (Prometheus only).
+    pub const STORE_COMMITS: &str = "store_commits";
+    /// The writes the embedded store's commits carried (Prometheus only); divided by
+    /// [`STORE_COMMITS`], the writes per fsync.
+    pub const STORE_COMMIT_WRITES: &str = "store_commit_writes";
     /// The EMF namespace (CloudWatch).
     pub const NAMESPACE: &str = "TokenService";
     /// The EMF dimension holding the Lambda function's name.
@@ -183,6 +192,13 @@ impl Metrics {
         }
     }
 
+    /// Also exports the embedded store's commit counters, read at each scrape.
+    #[must_use]
+    pub fn with_commits(mut self, commits: Arc<Commits>) -> Self {
+        self.registry.register_collector(Box::new(CommitCollector(commits)));
+        self
+    }
+
     /// The metrics in the OpenMetrics text format (ending in `# EOF`).
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -290,6 +306,37 @@ impl Metrics {
     }
 }
 
+/// Reads the embedded store's own counters at each scrape, so the writer thread counts with two
+/// relaxed atomic adds per commit and knows nothing of Prometheus.
+#[derive(Debug)]
+struct CommitCollector(Arc<Commits>);
+
+impl Collector for CommitCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, value) in [
+            (
+                names::STORE_COMMITS,
+                "Durable commits of the embedded store (one fsync each)",
+                self.0.commits(),
+            ),
+            (
+                names::STORE_COMMIT_WRITES,
+                "Writes carried by the embedded store's commits",
+                self.0.writes(),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
 /// A [`TokenStore`] that times every call of the store it wraps and counts its errors.
 pub struct MeteredStore {
     inner: Arc<dyn TokenStore>,
@@ -385,6 +432,24 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_embedded_stores_commits_and_their_writes_are_read_at_each_scrape() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::embedded::EmbeddedStore::open(dir.path().join("t.redb")).unwrap();
+        let metrics = Metrics::new(None).with_commits(store.commits());
+        let has = |text: &str, line: &str| text.lines().any(|l| l == line);
+        let text = metrics.encode();
+        assert!(has(&text, "# TYPE store_commits counter"), "{text}");
+        assert!(has(&text, "store_commits_total 0"), "{text}");
+        assert!(has(&text, "store_commit_writes_total 0"), "{text}");
+        let record = TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000, pair: None };
+        store.insert(&record, false, 1_000).await.unwrap();
+        store.status(record.uuid).await.unwrap();
+        let text = metrics.encode();
+        assert!(has(&text, "store_commits_total 1"), "{text}");
+        assert!(has(&text, "store_commit_writes_total 1"), "{text}");
     }
 
     #[test]

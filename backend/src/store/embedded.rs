@@ -45,7 +45,7 @@ use async_trait::async_trait;
 use redb::{Database, DatabaseError, ReadableTable, Table, TableDefinition, TableHandle};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -109,6 +109,34 @@ pub struct EmbeddedStore {
     writer: Option<JoinHandle<()>>,
     ready: Arc<AtomicBool>,
     deadline: Duration,
+    commits: Arc<Commits>,
+}
+
+/// What the writer has made durable since the store was opened: for `GET /metrics` and
+/// benchmarks (fsyncs per second, writes per fsync).
+#[derive(Debug, Default)]
+pub struct Commits {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Commits {
+    /// Batches committed (each commit is one fsync). Batches that wrote nothing are aborted,
+    /// not committed, and not counted; neither are the schema preparation and probe writes.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Operations that wrote, in the committed batches (an issue, a consume or a revoke that
+    /// changed a record; a sweep step that removed any). Reads and refusals are not writes.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, writes: u64) {
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 struct Op {
@@ -163,12 +191,29 @@ impl EmbeddedStore {
         prepare(&db).map_err(internal)?;
         let ready = Arc::new(AtomicBool::new(true));
         let (ops, queue) = mpsc::sync_channel(options.queue_capacity);
-        let writer = Writer { db: Some(db), opener: Box::new(opener), ready: ready.clone() };
+        let commits = Arc::new(Commits::default());
+        let writer = Writer {
+            db: Some(db),
+            opener: Box::new(opener),
+            ready: ready.clone(),
+            commits: commits.clone(),
+        };
         let writer = std::thread::Builder::new()
             .name("embedded-store-writer".into())
             .spawn(move || writer.run(&queue))
             .map_err(internal)?;
-        Ok(Self { ops: Some(ops), writer: Some(writer), ready, deadline: options.deadline })
+        Ok(Self {
+            ops: Some(ops),
+            writer: Some(writer),
+            ready,
+            deadline: options.deadline,
+            commits,
+        })
+    }
+
+    /// The commit counters, live: they keep counting after this call.
+    pub fn commits(&self) -> Arc<Commits> {
+        self.commits.clone()
     }
 
     /// Removes every record whose `expiry <= now - SWEEP_GRACE_SECS` (`now` in epoch seconds),
@@ -409,6 +454,7 @@ struct Writer {
     db: Option<Database>,
     opener: Opener,
     ready: Arc<AtomicBool>,
+    commits: Arc<Commits>,
 }
 
 /// Where a batch failed: before its commit (nothing applied) or in it (maybe applied).
@@ -469,7 +515,10 @@ impl Writer {
         };
         answers.clear();
         match apply(db, batch, answers) {
-            Ok(()) => {
+            Ok(writes) => {
+                if writes > 0 {
+                    self.commits.add(writes);
+                }
                 self.ready.store(true, Ordering::SeqCst);
                 for (op, outcome) in batch.drain(..).zip(answers.drain(..)) {
                     drop(op.reply.send(outcome));
@@ -540,11 +589,12 @@ impl Writer {
 type Answers = Vec<Result<Outcome, StoreError>>;
 
 /// Applies `batch` in order in one durable transaction, all or nothing, pushing one answer per
-/// operation to `answers`.
-fn apply(db: &Database, batch: &[Op], answers: &mut Answers) -> Result<(), Failure> {
+/// operation to `answers`; returns how many operations wrote (0: nothing was committed).
+fn apply(db: &Database, batch: &[Op], answers: &mut Answers) -> Result<u64, Failure> {
     let before = |e: redb::Error| Failure::BeforeCommit(e);
     let tx = db.begin_write().map_err(|e| before(e.into()))?;
-    let changed = {
+    let mut writes = 0;
+    {
         // Opened once per batch, not per operation: opening a table is a B-tree lookup.
         let mut tables = Tables {
             records: tx.open_table(RECORDS).map_err(|e| before(e.into()))?,
@@ -554,18 +604,19 @@ fn apply(db: &Database, batch: &[Op], answers: &mut Answers) -> Result<(), Failu
             changed: false,
         };
         for op in batch {
+            tables.changed = false;
             answers.push(tables.apply(&op.request).map_err(before)?);
+            writes += u64::from(tables.changed);
         }
-        tables.changed
-    };
-    if changed {
+    }
+    if writes > 0 {
         tx.commit().map_err(|e| Failure::InCommit(e.into()))?;
     } else {
         // Nothing to make durable, no fsync: every row read was committed (and synced) by an
         // earlier batch, since batches run one after another.
         tx.abort().map_err(|e| before(e.into()))?;
     }
-    Ok(())
+    Ok(writes)
 }
 
 /// The tables, open in one write transaction.
@@ -576,7 +627,7 @@ struct Tables<'tx> {
     tx: &'tx redb::WriteTransaction,
     /// The encoded row being written.
     buf: Vec<u8>,
-    /// Whether anything was written (else the batch is aborted, not committed).
+    /// Whether the current operation wrote anything (the batch is committed if any did).
     changed: bool,
 }
 

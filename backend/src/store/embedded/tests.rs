@@ -369,3 +369,39 @@ async fn a_sweep_removes_the_pair_entries_of_what_it_removes_and_keeps_the_rest(
         .collect();
     assert_eq!(left, vec![("login".to_owned(), "carol".to_owned(), live.uuid.as_u128())]);
 }
+
+#[tokio::test]
+async fn commits_and_their_writes_are_counted_and_batches_that_only_read_are_not() {
+    let (_dir, store) = open();
+    let commits = store.commits();
+    let (a, b, attempt) = (record(2_000), record(2_000), AttemptId::generate());
+    store.insert(&a, false, 1_000).await.unwrap();
+    store.insert(&b, false, 1_000).await.unwrap();
+    assert_eq!((commits.commits(), commits.writes()), (2, 2));
+
+    // Reads and refusals change nothing: their batches are aborted, not committed.
+    store.status(a.uuid).await.unwrap();
+    assert_eq!(store.consume(Uuid::new_v4(), &attempt, 1_000).await.unwrap(), Consumed::NotFound);
+    assert_eq!(store.consume(a.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
+    assert_eq!(
+        store.consume(a.uuid, &attempt, 1_000).await.unwrap(),
+        Consumed::Used { at: 1_000, attempt: attempt.clone() }
+    );
+    assert_eq!(store.revoke(b.uuid, 1_000).await.unwrap(), Revoked::Revoked);
+    assert_eq!(store.revoke(b.uuid, 1_000).await.unwrap(), Revoked::AlreadyRevoked { at: 1_000 });
+    assert_eq!((commits.commits(), commits.writes()), (4, 4));
+
+    // Concurrent writes share commits: every write is counted, in at most one commit each.
+    let store = Arc::new(store);
+    let inserts: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert(&record(2_000), false, 1_000).await.unwrap() })
+        })
+        .collect();
+    for insert in inserts {
+        insert.await.unwrap();
+    }
+    assert_eq!(commits.writes(), 4 + 64);
+    assert!((5..=4 + 64).contains(&commits.commits()), "{}", commits.commits());
+}
