@@ -1,16 +1,27 @@
 //! `loadgen`: drives a running token service over HTTP and measures it.
 //!
-//! - `loadgen run`: issues N tokens (`GET /tokens`) and validates each exactly once
-//!   (`POST /tokens`) from C concurrent workers over keep-alive connections, then reports pairs
-//!   per second, latency percentiles (p50, p99, p99.9, max) of each request kind, and every
-//!   error. It counts `isValid: true` answers, so a fast wrong answer is caught: the exit status
-//!   is 0 only if exactly N validations were valid and nothing failed.
+//! - `loadgen run`: issues tokens (`GET /tokens`) and validates each exactly once (`POST
+//!   /tokens`), then reports pairs per second, latency percentiles of each request kind, every
+//!   error and, with `--server-pid`, the server's CPU time per pair. It counts `isValid: true`
+//!   answers, so a fast wrong answer is caught: the exit status is 0 only if every pair sent was
+//!   valid and nothing failed. Two ways to offer load:
+//!   - closed loop (default): C workers, each with its own keep-alive connection, each sending
+//!     its next pair as soon as the last one is answered. It measures capacity; its latency is
+//!     set by the queue of C requests (Little's law), not by the service alone.
+//!   - open loop (`--rate R`): pair i is due at `start + i/R` whatever happened before, sent
+//!     over at most C connections. Latency is measured from when the pair was DUE, not from when
+//!     it could be sent, so a stall that delays later sends is charged to every request it
+//!     delayed: the correction for coordinated omission that wrk2 and HdrHistogram make.
 //! - `loadgen cold-start`: starts a server command and times process start to the first
 //!   successful `GET /tokens` (a token issued and stored), then kills the process.
+//! - `loadgen relay`: a TCP relay in front of another server (DynamoDB Local), timing every
+//!   request/response exchange and counting the connections opened through it; see [`relay`].
 //!
-//! Latencies are measured per request from send to the end of the body, in microseconds, into
-//! HDR histograms (3 significant digits); one histogram per worker, merged at the end, so the
-//! workers share nothing but a counter.
+//! Latencies are in microseconds in HDR histograms (3 significant digits), recorded per worker
+//! (closed loop) or per pair (open loop) and merged at the end.
+
+mod open;
+mod relay;
 
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -33,11 +44,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Issue N tokens and validate each once, at a given concurrency; exit 1 unless all N are
-    /// valid.
+    /// Issue tokens and validate each once, closed loop at a concurrency or open loop at a
+    /// rate; exit 1 unless every pair was valid.
     Run(RunArgs),
     /// Start a server and time process start to its first successful `GET /tokens`.
     ColdStart(ColdStartArgs),
+    /// Relay TCP to another server, timing each exchange; SIGUSR1 starts a new window, SIGTERM
+    /// or SIGINT prints the window's figures as JSON and exits.
+    Relay(relay::RelayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -45,21 +59,47 @@ struct RunArgs {
     /// Base URL of the service.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     url: String,
-    /// Issue+validate pairs to measure.
+    /// Issue+validate pairs to measure (ignored with `--duration`).
     #[arg(short = 'n', long, default_value_t = 20_000)]
     pairs: u64,
-    /// Concurrent workers, each with its own keep-alive connection.
+    /// Measure for this many seconds instead of a number of pairs.
+    #[arg(short = 'd', long)]
+    duration: Option<f64>,
+    /// Connections: closed loop, one worker per connection; open loop, the most pairs in
+    /// flight at once (a due pair waits for a free connection, and that wait counts).
     #[arg(short = 'c', long, default_value_t = 64)]
     concurrency: u64,
+    /// Open loop: offer this many pairs per second, on a fixed schedule.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Pairs run before measuring (opens the connections, warms caches); also checked.
     #[arg(long, default_value_t = 1_000)]
     warmup: u64,
     /// Per-request timeout, in seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// Process id of the server (same machine): report its CPU time over the measured phase.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+}
+
+impl RunArgs {
+    fn budget(&self) -> Budget {
+        match self.duration {
+            Some(seconds) => Budget::Time(Duration::from_secs_f64(seconds.max(0.0))),
+            None => Budget::Pairs(self.pairs),
+        }
+    }
+}
+
+/// When a measured phase ends.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    Pairs(u64),
+    Time(Duration),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +127,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::ColdStart(args) => runtime.block_on(cold_start(args)),
+        Command::Relay(args) => runtime.block_on(relay::run(args)),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -98,21 +139,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// What one worker saw.
+/// What one worker (or, merged, the whole run) saw.
 struct Tally {
     issue: Histogram<u64>,
     validate: Histogram<u64>,
+    /// Open loop: from when a pair was due to its validation's answer.
+    pair: Histogram<u64>,
+    /// Pairs sent (each counted once, whatever became of it).
+    sent: u64,
     valid: u64,
     /// Error kind (e.g. `issue: HTTP 503`, `validate: already_used`) to count.
     errors: BTreeMap<String, u64>,
 }
 
+fn histogram() -> Result<Histogram<u64>, String> {
+    // 1 us to 10 min at 3 significant digits; slower answers are counted as 10 min.
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).map_err(|e| format!("histogram: {e}"))
+}
+
 impl Tally {
     fn new() -> Result<Self, String> {
-        // 1 us to 10 min at 3 significant digits; slower answers are counted as 10 min.
-        let histogram =
-            || Histogram::new_with_bounds(1, MAX_MICROS, 3).map_err(|e| format!("histogram: {e}"));
-        Ok(Self { issue: histogram()?, validate: histogram()?, valid: 0, errors: BTreeMap::new() })
+        Ok(Self {
+            issue: histogram()?,
+            validate: histogram()?,
+            pair: histogram()?,
+            sent: 0,
+            valid: 0,
+            errors: BTreeMap::new(),
+        })
     }
 
     fn error(&mut self, kind: String) {
@@ -120,8 +174,11 @@ impl Tally {
     }
 
     fn merge(&mut self, other: Self) -> Result<(), String> {
-        self.issue.add(other.issue).map_err(|e| format!("merging histograms: {e}"))?;
-        self.validate.add(other.validate).map_err(|e| format!("merging histograms: {e}"))?;
+        let merging = |e| format!("merging histograms: {e}");
+        self.issue.add(other.issue).map_err(merging)?;
+        self.validate.add(other.validate).map_err(merging)?;
+        self.pair.add(other.pair).map_err(merging)?;
+        self.sent += other.sent;
         self.valid += other.valid;
         for (kind, count) in other.errors {
             *self.errors.entry(kind).or_default() += count;
@@ -134,24 +191,35 @@ impl Tally {
     }
 }
 
-/// Issues and validates `pairs` tokens from `concurrency` workers; returns the merged tally
-/// and the wall-clock time it took.
+/// Closed loop: `concurrency` workers send pairs back to back until `budget` is spent; returns
+/// the merged tally and the wall-clock time it took.
 async fn drive(
     client: &reqwest::Client,
     base: &str,
-    pairs: u64,
+    budget: Budget,
     concurrency: u64,
 ) -> Result<(Tally, Duration), String> {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency.clamp(1, pairs.max(1)))
+    let workers = match budget {
+        Budget::Pairs(pairs) => concurrency.clamp(1, pairs.max(1)),
+        Budget::Time(_) => concurrency.max(1),
+    };
+    let workers: Vec<_> = (0..workers)
         .map(|_| {
             let (client, next) = (client.clone(), Arc::clone(&next));
-            let (issue_url, validate_url) = (format!("{base}/tokens"), format!("{base}/tokens"));
+            let url = format!("{base}/tokens");
             tokio::spawn(async move {
                 let mut tally = Tally::new()?;
-                while next.fetch_add(1, Ordering::Relaxed) < pairs {
-                    pair(&client, &issue_url, &validate_url, &mut tally).await;
+                loop {
+                    let go = match budget {
+                        Budget::Pairs(pairs) => next.fetch_add(1, Ordering::Relaxed) < pairs,
+                        Budget::Time(limit) => started.elapsed() < limit,
+                    };
+                    if !go {
+                        break;
+                    }
+                    pair(&client, &url, Instant::now(), &mut tally).await;
                 }
                 Ok::<_, String>(tally)
             })
@@ -164,11 +232,12 @@ async fn drive(
     Ok((total, started.elapsed()))
 }
 
-/// One issue, then one validation of the token issued.
-async fn pair(client: &reqwest::Client, issue_url: &str, validate_url: &str, tally: &mut Tally) {
-    let sent = Instant::now();
-    let issued = fetch(client.get(issue_url)).await;
-    record(&mut tally.issue, sent);
+/// One issue, then one validation of the token issued. The issue's latency (and the pair's)
+/// counts from `due`: the moment it should have been sent (open loop), or was (closed loop).
+async fn pair(client: &reqwest::Client, url: &str, due: Instant, tally: &mut Tally) {
+    tally.sent += 1;
+    let issued = fetch(client.get(url)).await;
+    record(&mut tally.issue, due);
     let token = match issued.and_then(|body| parse::<IssueResponse>(&body)) {
         Ok(issued) => issued.token,
         Err(e) => return tally.error(format!("issue: {e}")),
@@ -179,9 +248,9 @@ async fn pair(client: &reqwest::Client, issue_url: &str, validate_url: &str, tal
     };
     let sent = Instant::now();
     let answer =
-        fetch(client.post(validate_url).header("content-type", "application/json").body(body))
-            .await;
+        fetch(client.post(url).header("content-type", "application/json").body(body)).await;
     record(&mut tally.validate, sent);
+    record(&mut tally.pair, due);
     match answer.and_then(|body| parse::<ValidateResponse>(&body)) {
         Ok(answer) if answer.is_valid => tally.valid += 1,
         Ok(answer) => tally.error(format!("validate: isValid false ({:?})", answer.reason)),
@@ -232,13 +301,41 @@ fn client(timeout: Duration, connections: usize) -> Result<reqwest::Client, Stri
         .map_err(|e| format!("building the HTTP client: {e}"))
 }
 
+/// CPU time (user + system) of a process so far, in seconds, from `/proc/<pid>/stat`; it
+/// includes threads that have ended. Fields 14 and 15 count clock ticks of `USER_HZ`, which
+/// Linux fixes at 100 for user space on every architecture it runs on (proc(5)).
+fn cpu_seconds(pid: &str) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or("no ) in /proc/<pid>/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64, String> {
+        fields.get(i).and_then(|f| f.parse().ok()).ok_or_else(|| format!("stat field {i}"))
+    };
+    // Fields 14 and 15 overall are 12 and 13 after the command name (state is field 3).
+    Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
+/// CPU seconds of the server (if watched) and of loadgen itself, read together.
+struct CpuClock {
+    server: Option<String>,
+}
+
+impl CpuClock {
+    fn read(&self) -> Result<(Option<f64>, f64), String> {
+        let server = self.server.as_deref().map(cpu_seconds).transpose()?;
+        Ok((server, cpu_seconds("self")?))
+    }
+}
+
 async fn run(args: RunArgs) -> Result<bool, String> {
     let base = args.url.trim_end_matches('/').to_owned();
     let connections = usize::try_from(args.concurrency).unwrap_or(usize::MAX);
     let client = client(Duration::from_secs(args.timeout), connections)?;
     let mut ok = true;
     if args.warmup > 0 {
-        let (warm, _) = drive(&client, &base, args.warmup, args.concurrency).await?;
+        let (warm, _) = drive(&client, &base, Budget::Pairs(args.warmup), args.concurrency).await?;
         if warm.valid != args.warmup {
             eprintln!(
                 "loadgen: warm-up: {} of {} valid: {:?}",
@@ -247,16 +344,33 @@ async fn run(args: RunArgs) -> Result<bool, String> {
             ok = false;
         }
     }
-    let (tally, elapsed) = drive(&client, &base, args.pairs, args.concurrency).await?;
-    ok &= tally.valid == args.pairs && tally.error_count() == 0;
-    let report = Report { args: &args, tally: &tally, elapsed };
+    let clock = CpuClock { server: args.server_pid.map(|pid| pid.to_string()) };
+    let cpu_before = clock.read()?;
+    let (tally, elapsed, late) = match args.rate {
+        Some(rate) => open::drive(&client, &base, args.budget(), rate, args.concurrency).await?,
+        None => {
+            let (tally, elapsed) = drive(&client, &base, args.budget(), args.concurrency).await?;
+            (tally, elapsed, Duration::ZERO)
+        }
+    };
+    let cpu_after = clock.read()?;
+    let server_cpu = cpu_before.0.zip(cpu_after.0).map(|(before, after)| after - before);
+    ok &= tally.valid == tally.sent && tally.error_count() == 0 && tally.sent > 0;
+    let report = Report {
+        args: &args,
+        tally: &tally,
+        elapsed,
+        server_cpu,
+        loadgen_cpu: cpu_after.1 - cpu_before.1,
+        late,
+    };
     if args.json {
         println!("{}", report.json());
     } else {
         report.print();
     }
     if !ok {
-        eprintln!("loadgen: FAILED: {} of {} pairs valid", tally.valid, args.pairs);
+        eprintln!("loadgen: FAILED: {} of {} pairs valid", tally.valid, tally.sent);
     }
     Ok(ok)
 }
@@ -265,6 +379,12 @@ struct Report<'a> {
     args: &'a RunArgs,
     tally: &'a Tally,
     elapsed: Duration,
+    /// CPU seconds the server used during the measured phase, if watched.
+    server_cpu: Option<f64>,
+    /// CPU seconds loadgen used during the measured phase.
+    loadgen_cpu: f64,
+    /// Open loop: the latest the pacer sent a pair after it was due (loadgen's own lag).
+    late: Duration,
 }
 
 /// Milliseconds, from a histogram of microseconds.
@@ -274,7 +394,11 @@ fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
 
 impl Report<'_> {
     fn pairs_per_second(&self) -> f64 {
-        self.args.pairs as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+        self.tally.sent as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    fn per_pair_us(&self, seconds: f64) -> f64 {
+        seconds * 1e6 / self.tally.sent.max(1) as f64
     }
 
     fn both(&self) -> Histogram<u64> {
@@ -284,27 +408,54 @@ impl Report<'_> {
         both
     }
 
+    fn mode(&self) -> String {
+        match self.args.rate {
+            Some(rate) => {
+                format!("open loop at {rate:.0} pairs/s, at most {}", self.args.concurrency)
+            }
+            None => format!("closed loop, concurrency {}", self.args.concurrency),
+        }
+    }
+
     fn print(&self) {
-        let (t, a) = (self.tally, self.args);
+        let t = self.tally;
         println!(
-            "{} pairs in {:.2} s at concurrency {}: {:.0} pairs/s ({:.0} requests/s)",
-            a.pairs,
+            "{} pairs in {:.2} s, {}: {:.0} pairs/s ({:.0} requests/s)",
+            t.sent,
             self.elapsed.as_secs_f64(),
-            a.concurrency,
+            self.mode(),
             self.pairs_per_second(),
             2.0 * self.pairs_per_second()
         );
-        println!("latency ms     p50      p99    p99.9      max");
-        for (name, h) in [("issue", &t.issue), ("validate", &t.validate), ("all", &self.both())] {
+        println!("latency ms     p50      p99    p99.9      max     mean");
+        let mut rows = vec![("issue", &t.issue), ("validate", &t.validate)];
+        let both = self.both();
+        rows.push(("all", &both));
+        if self.args.rate.is_some() {
+            rows.push(("pair", &t.pair));
+        }
+        for (name, h) in rows {
             println!(
-                "{name:<9} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+                "{name:<9} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
                 ms(h, 0.5),
                 ms(h, 0.99),
                 ms(h, 0.999),
-                h.max() as f64 / 1000.0
+                h.max() as f64 / 1000.0,
+                h.mean() / 1000.0
             );
         }
-        println!("valid {} of {}; errors {}", t.valid, a.pairs, t.error_count());
+        if let Some(cpu) = self.server_cpu {
+            println!("server CPU {cpu:.2} s, {:.1} us per pair", self.per_pair_us(cpu));
+        }
+        println!(
+            "loadgen CPU {:.2} s, {:.1} us per pair",
+            self.loadgen_cpu,
+            self.per_pair_us(self.loadgen_cpu)
+        );
+        if self.args.rate.is_some() {
+            println!("pacer at most {:.3} ms late", self.late.as_secs_f64() * 1000.0);
+        }
+        println!("valid {} of {}; errors {}", t.valid, t.sent, t.error_count());
         for (kind, count) in &t.errors {
             println!("  {count} x {kind}");
         }
@@ -314,18 +465,26 @@ impl Report<'_> {
         let (t, a) = (self.tally, self.args);
         let latency = |h: &Histogram<u64>| {
             serde_json::json!({
-                "p50_ms": ms(h, 0.5), "p99_ms": ms(h, 0.99), "p999_ms": ms(h, 0.999),
-                "max_ms": h.max() as f64 / 1000.0,
+                "p50_ms": ms(h, 0.5), "p90_ms": ms(h, 0.9), "p99_ms": ms(h, 0.99),
+                "p999_ms": ms(h, 0.999), "max_ms": h.max() as f64 / 1000.0,
+                "mean_ms": h.mean() / 1000.0,
             })
         };
         serde_json::json!({
-            "pairs": a.pairs,
+            "mode": if a.rate.is_some() { "open" } else { "closed" },
+            "rate": a.rate,
+            "pairs": t.sent,
             "concurrency": a.concurrency,
             "seconds": self.elapsed.as_secs_f64(),
             "pairs_per_s": self.pairs_per_second(),
             "issue": latency(&t.issue),
             "validate": latency(&t.validate),
             "all": latency(&self.both()),
+            "pair": latency(&t.pair),
+            "server_cpu_s": self.server_cpu,
+            "server_cpu_us_per_pair": self.server_cpu.map(|cpu| self.per_pair_us(cpu)),
+            "loadgen_cpu_s": self.loadgen_cpu,
+            "pacer_late_max_ms": self.late.as_secs_f64() * 1000.0,
             "valid": t.valid,
             "errors": t.error_count(),
             "error_kinds": t.errors,
