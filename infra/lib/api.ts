@@ -3,7 +3,7 @@
  * `POST /tokens` validates, `GET /health`), behind either an API Gateway REST API (default) or,
  * with `apiType=http`, an API Gateway HTTP API (v2), which costs less per request but cannot
  * carry a WAF web ACL. The function may write, update and read token items, describe its table
- * and read the signing key, and nothing else.
+ * and read the signing key (and, with issuer keys on, the issuer-keys secret), and nothing else.
  */
 import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
@@ -35,6 +35,11 @@ export const TIMEOUT_SECONDS = 10;
  * crate's `IDEMPOTENCY_KEY_HEADER` with every validation (a test compares the two).
  */
 export const CORS_ALLOW_HEADERS = ['Content-Type', 'Idempotency-Key'];
+/**
+ * Also allowed cross-origin when issuer keys are on: the UI sends its issuer key in it
+ * (RFC 6750 section 2.1), so without it the browser's preflight would refuse every issue.
+ */
+export const ISSUER_KEY_HEADER = 'Authorization';
 /** Response headers the browser may read cross-origin (the backend sets both on some answers). */
 export const CORS_EXPOSE_HEADERS = ['Retry-After', 'Idempotency-Key'];
 /**
@@ -71,6 +76,8 @@ export const SECRET_ACTIONS = ['secretsmanager:GetSecretValue'];
 export interface TokenApiProps {
   readonly table: dynamodb.ITable;
   readonly signingKey: secretsmanager.ISecret;
+  /** The issuer-keys secret, if issuing needs a key; undefined keeps issuing open. */
+  readonly issuerKeys?: secretsmanager.ISecret;
   /** Folder or zip file holding the `bootstrap` executable (built by `cargo lambda`). */
   readonly codePath: string;
   /** The one browser origin allowed to call the API, e.g. `https://d123.cloudfront.net`. */
@@ -130,6 +137,9 @@ export class TokenApi extends Construct {
     // status a get and readiness a describe, so the function never scans, queries or deletes.
     role.addToPolicy(new iam.PolicyStatement({ actions: TABLE_ACTIONS, resources: [props.table.tableArn] }));
     role.addToPolicy(new iam.PolicyStatement({ actions: SECRET_ACTIONS, resources: [props.signingKey.secretArn] }));
+    if (props.issuerKeys) {
+      role.addToPolicy(new iam.PolicyStatement({ actions: SECRET_ACTIONS, resources: [props.issuerKeys.secretArn] }));
+    }
 
     this.function = new lambda.Function(this, 'Function', {
       description: 'One-time-token service (Rust, axum on lambda_http)',
@@ -146,6 +156,8 @@ export class TokenApi extends Construct {
         [contract.env.tableName]: props.table.tableName,
         [contract.env.secretArn]: props.signingKey.secretArn,
         [contract.env.allowedOrigins]: props.allowedOrigin,
+        // The backend reads the keys once per cold start; without the variable issuing is open.
+        ...(props.issuerKeys ? { [contract.env.issuerKeysSecretArn]: props.issuerKeys.secretArn } : {}),
         // REST (v1) events carry the stage in the path (`/prod/tokens`); this makes lambda_http
         // strip it, so the same router serves Lambda and the local server. HTTP API events on
         // the `$default` stage have no stage in the path, and lambda_http leaves them alone.
@@ -180,6 +192,11 @@ export class TokenApi extends Construct {
     }
   }
 
+  /** The request headers the browser may send cross-origin. */
+  private allowHeaders(props: TokenApiProps): string[] {
+    return props.issuerKeys ? [...CORS_ALLOW_HEADERS, ISSUER_KEY_HEADER] : CORS_ALLOW_HEADERS;
+  }
+
   private buildRestApi(props: TokenApiProps): apigw.RestApi {
     const api = new apigw.RestApi(this, 'Api', {
       restApiName: props.apiName,
@@ -202,7 +219,7 @@ export class TokenApi extends Construct {
       defaultCorsPreflightOptions: {
         allowOrigins: [props.allowedOrigin],
         allowMethods: ['GET', 'POST', 'OPTIONS'],
-        allowHeaders: CORS_ALLOW_HEADERS,
+        allowHeaders: this.allowHeaders(props),
         maxAge: CORS_MAX_AGE,
       },
     });
@@ -267,7 +284,7 @@ export class TokenApi extends Construct {
       corsPreflight: {
         allowOrigins: [props.allowedOrigin],
         allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
-        allowHeaders: CORS_ALLOW_HEADERS,
+        allowHeaders: this.allowHeaders(props),
         exposeHeaders: CORS_EXPOSE_HEADERS,
         maxAge: CORS_MAX_AGE,
       },

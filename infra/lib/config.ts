@@ -45,6 +45,9 @@ export const CONTEXT = {
   wafWindowSeconds: 'wafWindowSeconds',
   /** `true` or `false` (default): X-Ray active tracing on the Lambda (and the REST stage). */
   tracing: 'tracing',
+  /** `true` or `false` (default): a generated issuer key in Secrets Manager, which issuing,
+   *  revoking and the metrics then need as `Authorization: Bearer <key>`. `false` keeps them open. */
+  issuerKeys: 'issuerKeys',
   /** Comma-separated e-mail addresses subscribed to the alarm topic (optional). */
   alarmEmail: 'alarmEmail',
   /** Custom domain for the site, e.g. `tokens.example.com` (needs `certificateArn`). */
@@ -113,6 +116,8 @@ export interface ServiceConfig {
   /** The per-client-IP rate rule, or undefined when there is no web ACL. */
   readonly waf?: { readonly rateLimit: number; readonly windowSeconds: number };
   readonly tracing: boolean;
+  /** True: the Lambda reads its issuer keys from a generated secret, and issuing needs one. */
+  readonly issuerKeys: boolean;
   readonly alarmEmails: readonly string[];
   readonly customDomain?: CustomDomain;
   readonly lambdaZip: AssetPath;
@@ -167,6 +172,7 @@ export function configFromContext(node: Node): ServiceConfig {
     throttleBurst: positiveInteger(CONTEXT.apiThrottleBurst, get(CONTEXT.apiThrottleBurst), DEFAULT_THROTTLE_BURST),
     waf: wafEnabled ? { rateLimit: wafRateLimit, windowSeconds: wafWindowSeconds } : undefined,
     tracing: bool(CONTEXT.tracing, get(CONTEXT.tracing), false),
+    issuerKeys: bool(CONTEXT.issuerKeys, get(CONTEXT.issuerKeys), false),
     alarmEmails: emails(get(CONTEXT.alarmEmail)),
     customDomain,
     lambdaZip: buildOutput(CONTEXT.lambdaZip, get(CONTEXT.lambdaZip), contract.lambda.zip, PLACEHOLDER_LAMBDA, lambdaProblem, allowPlaceholders,

@@ -12,7 +12,12 @@ import contractJson from '../../contract.json' with { type: 'json' };
 /** Shape of `contract.json` as far as the infrastructure uses it. */
 export interface Contract {
   readonly table: { readonly defaultName: string; readonly partitionKey: string; readonly ttlAttribute: string };
-  readonly env: { readonly tableName: string; readonly secretArn: string; readonly allowedOrigins: string };
+  readonly env: {
+    readonly tableName: string;
+    readonly secretArn: string;
+    readonly issuerKeysSecretArn: string;
+    readonly allowedOrigins: string;
+  };
   readonly lambda: { readonly binary: string; readonly zip: string };
   readonly ui: { readonly dist: string; readonly configFile: string; readonly apiBaseUrlField: string };
   readonly metrics: MetricNames;

@@ -58,6 +58,7 @@ export class TokenServiceStack extends Stack {
     this.storage = new TokenStorage(this, 'Storage', {
       tableRemovalPolicy: config.tableRemovalPolicy,
       deletionProtection: config.tableDeletionProtection,
+      issuerKeys: config.issuerKeys,
     });
     this.web = new WebHosting(this, 'Web', {
       hosting: config.hosting,
@@ -68,6 +69,7 @@ export class TokenServiceStack extends Stack {
     this.api = new TokenApi(this, 'Api', {
       table: this.storage.table,
       signingKey: this.storage.signingKey,
+      issuerKeys: this.storage.issuerKeys,
       codePath: config.lambdaZip.path,
       allowedOrigin: this.web.url,
       apiType: config.apiType,
@@ -126,6 +128,12 @@ export class TokenServiceStack extends Stack {
       value: this.monitoring.topic.topicArn,
       description: 'SNS topic of the alarms: subscribe e-mail, chat or paging to it',
     });
+    if (this.storage.issuerKeys) {
+      new CfnOutput(this, 'IssuerKeysSecretArn', {
+        value: this.storage.issuerKeys.secretArn,
+        description: 'Secret holding the issuer keys: aws secretsmanager get-secret-value --secret-id <this> --query SecretString',
+      });
+    }
     if (config.customDomain) {
       new CfnOutput(this, 'DistributionDomainName', {
         value: this.web.distribution!.distributionDomainName,

@@ -1,7 +1,7 @@
 /**
- * Where tokens and the signing key live: a DynamoDB table holding one item per issued token, and
- * a Secrets Manager secret holding the signing key. Nothing here grants access; the API construct
- * grants exactly what the Lambda needs.
+ * Where tokens and keys live: a DynamoDB table holding one item per issued token, a Secrets
+ * Manager secret holding the signing key and, with `issuerKeys=true`, one holding the issuer
+ * keys. Nothing here grants access; the API construct grants exactly what the Lambda needs.
  */
 import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -11,6 +11,11 @@ import { contract } from './contract.ts';
 
 /** Length of the generated signing key, in characters of [A-Za-z0-9]: 64 * log2(62) ≈ 381 bits. */
 export const SIGNING_KEY_LENGTH = 64;
+/**
+ * Length of the generated issuer key, in characters of [A-Za-z0-9]: the backend refuses keys
+ * shorter than 32 bytes, and this alphabet needs no escaping in an `Authorization` header.
+ */
+export const ISSUER_KEY_LENGTH = 64;
 
 export interface TokenStorageProps {
   /** What `cdk destroy` does with the table (and its tokens). */
@@ -21,6 +26,8 @@ export interface TokenStorageProps {
    * `tableRemovalPolicy=destroy`.
    */
   readonly deletionProtection: boolean;
+  /** Whether to create the issuer-keys secret ({@link TokenStorage.issuerKeys}). */
+  readonly issuerKeys: boolean;
 }
 
 /** The token table and the signing-key secret. */
@@ -39,6 +46,14 @@ export class TokenStorage extends Construct {
    * appears in no template, asset or source file. The Lambda gets only the secret's ARN.
    */
   readonly signingKey: secretsmanager.Secret;
+
+  /**
+   * With `issuerKeys=true`: the keys that issuing, revoking and the metrics need as
+   * `Authorization: Bearer <key>`. Secrets Manager generates one key at the first deploy; its
+   * string may later hold several, one a line or comma-separated (the backend's format, read
+   * once per cold start). Undefined when issuing is open.
+   */
+  readonly issuerKeys?: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: TokenStorageProps) {
     super(scope, id);
@@ -65,5 +80,21 @@ export class TokenStorage extends Construct {
       id: 'AwsSolutions-SMG4',
       reason: 'Rotation is a manual, planned step (README, rotating the signing key: tokens carry a kid and the Lambda verifies with AWSCURRENT and AWSPREVIOUS), and automatic rotation would need a rotation Lambda this stack does not have.',
     });
+
+    if (props.issuerKeys) {
+      this.issuerKeys = new secretsmanager.Secret(this, 'IssuerKeys', {
+        description: 'One-time-token service: issuer keys for Authorization: Bearer (generated at deploy time)',
+        generateSecretString: {
+          passwordLength: ISSUER_KEY_LENGTH,
+          excludePunctuation: true,
+          includeSpace: false,
+          requireEachIncludedType: true,
+        },
+      });
+      Validations.of(this.issuerKeys).acknowledge({
+        id: 'AwsSolutions-SMG4',
+        reason: 'Issuer keys are handed to people, so rotating them is a manual step (infra/README: put old and new keys, hand out the new one, then drop the old), and automatic rotation would need a rotation Lambda.',
+      });
+    }
   }
 }

@@ -14,7 +14,7 @@ const CONFIGURATIONS: Record<string, Record<string, unknown>> = {
   default: {},
   staging: { stage: 'staging' },
   'http-api-custom-domain': { apiType: 'http', ...CUSTOM_DOMAIN },
-  'no-waf-tracing-email': { waf: 'false', tracing: 'true', alarmEmail: 'ops@example.com' },
+  'no-waf-tracing-email-issuer-keys': { waf: 'false', tracing: 'true', alarmEmail: 'ops@example.com', issuerKeys: 'true' },
   's3-website-throwaway': { hosting: 's3-website', tableRemovalPolicy: 'destroy', tableDeletionProtection: 'false' },
 };
 

@@ -13,7 +13,7 @@ import { addStack, CUSTOM_DOMAIN, testApp } from './helpers.ts';
 
 const CONFIGURATIONS: Record<string, Record<string, unknown>> = {
   default: {},
-  'waf=false, tracing, alarm e-mail': { waf: 'false', tracing: 'true', alarmEmail: 'ops@example.com' },
+  'waf=false, tracing, alarm e-mail, issuer keys': { waf: 'false', tracing: 'true', alarmEmail: 'ops@example.com', issuerKeys: 'true' },
   'http api': { apiType: 'http' },
   'custom domain': CUSTOM_DOMAIN,
   's3 website, throwaway table': { hosting: 's3-website', tableRemovalPolicy: 'destroy', tableDeletionProtection: 'false' },
