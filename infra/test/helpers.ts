@@ -16,7 +16,20 @@ import { TokenServiceStack } from '../lib/stack.ts';
 /** contract.json read directly, not through lib/, so a test compares the template with the file. */
 export const CONTRACT = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'contract.json'), 'utf8'));
 
-const fixtureRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'token-infra-fixture-'));
+/**
+ * Every folder a test makes lives under one per-process folder, removed when the process exits
+ * (`node --test` runs each test file in its own process). Each synthesized App stages its
+ * assets (about 20 MB), so folders left behind would fill the disk over a few runs.
+ */
+const TMP_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'token-infra-test-'));
+process.on('exit', () => fs.rmSync(TMP_ROOT, { recursive: true, force: true }));
+
+/** A new empty folder named `prefix` plus a random suffix, removed with the process. */
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(TMP_ROOT, prefix));
+}
+
+const fixtureRoot = tempDir('fixture-');
 
 /** A stand-in for cargo lambda's bootstrap.zip (an empty but valid zip archive). */
 export const FIXTURE_ZIP = path.join(fixtureRoot, 'bootstrap.zip');
@@ -81,7 +94,7 @@ export interface Synthesized {
 /** An App as `bin/app.ts` gets it from the CLI: cdk.json's context, fixture build outputs, `context`. */
 export function testApp(context: Record<string, unknown> = {}): App {
   return new App({
-    outdir: fs.mkdtempSync(path.join(os.tmpdir(), 'token-infra-out-')),
+    outdir: tempDir('out-'),
     context: {
       ...CDK_JSON_CONTEXT,
       // As the CLI does: records each asset's staged path in the template, so tests can read it.

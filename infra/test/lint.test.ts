@@ -5,10 +5,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { CUSTOM_DOMAIN, synth } from './helpers.ts';
+import { CUSTOM_DOMAIN, synth, tempDir } from './helpers.ts';
 
 const CONFIGURATIONS: Record<string, Record<string, unknown>> = {
   default: {},
@@ -39,7 +38,7 @@ describe('cfn-lint', () => {
   it('finds no error or warning in any configuration\'s template', { timeout: 240_000 }, () => {
     const cmd = cfnLint();
     assert.ok(cmd, 'cfn-lint is not installed: run scripts/install-tools.sh infra (pip-installs cfn-lint)');
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'token-infra-lint-'));
+    const dir = tempDir('lint-');
     const files = Object.entries(CONFIGURATIONS).map(([name, context]) => {
       const file = path.join(dir, `${name}.template.json`);
       fs.writeFileSync(file, JSON.stringify(synth(context).template.toJSON(), null, 1));

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { App } from 'aws-cdk-lib';
 import { configFromContext, PLACEHOLDER_LAMBDA, PLACEHOLDER_UI } from '../lib/config.ts';
 import { INFRA_ROOT, REPO_ROOT } from '../lib/contract.ts';
-import { CDK_JSON_CONTEXT, CONTRACT, CUSTOM_DOMAIN, FIXTURE_DIST, FIXTURE_ZIP, MISSING, synth } from './helpers.ts';
+import { CDK_JSON_CONTEXT, CONTRACT, CUSTOM_DOMAIN, FIXTURE_DIST, FIXTURE_ZIP, MISSING, synth, tempDir } from './helpers.ts';
 
 /** Context as the CLI passes it, with the fixture build outputs unless overridden. */
 const config = (context: Record<string, unknown> = {}) =>
@@ -81,7 +81,7 @@ describe('configuration from context', () => {
 
   it('refuses to synthesize without the UI, or with a dist/ that has no index.html', () => {
     assert.throws(() => config({ uiDist: 'nope/dist' }), /uiDist: .*nope\/dist is not found\. Deploying now would replace the live web UI.*trunk build --release/);
-    const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'token-infra-empty-dist-'));
+    const empty = tempDir('empty-dist-');
     assert.throws(() => config({ uiDist: empty }), /a folder without index\.html/);
     assert.throws(() => config({ lambdaZip: empty }), /a folder without a bootstrap file/);
     assert.throws(() => config({ lambdaZip: path.join(FIXTURE_DIST, 'index.html') }), /not a \.zip file/);
@@ -129,7 +129,7 @@ describe('configuration from context', () => {
 
 /** Runs the real CLI (`npx cdk synth`) the way a developer would, with no AWS configuration. */
 function cliSynth(args: string[]) {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'token-infra-cli-'));
+  const out = tempDir('cli-');
   const missing = path.join(out, 'missing');
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('AWS_') && !k.startsWith('CDK_')) env[k] = v;
