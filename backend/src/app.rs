@@ -326,10 +326,12 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
         .clone()
         .map(|function_name| Emf { function_name, sink: settings.log.clone() });
     let metrics = Metrics::new(emf);
-    let metrics = Arc::new(match &embedded {
+    #[cfg(feature = "embedded-store")]
+    let metrics = match &embedded {
         Some(store) => metrics.with_commits(store.commits()),
         None => metrics,
-    });
+    };
+    let metrics = Arc::new(metrics);
     let store: Arc<dyn TokenStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     tracing::info!(kids = ?keys.kids(), "signing with the first key id; verifying with all");

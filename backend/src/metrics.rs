@@ -26,13 +26,11 @@
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>.
 
 use crate::audit::LogSink;
-use crate::store::embedded::Commits;
 use crate::store::{AttemptId, Consumed, Revoked, StoreError, Stored, TokenRecord, TokenStore};
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
@@ -193,8 +191,10 @@ impl Metrics {
     }
 
     /// Also exports the embedded store's commit counters, read at each scrape.
+    #[cfg(feature = "embedded-store")]
     #[must_use]
-    pub fn with_commits(mut self, commits: Arc<Commits>) -> Self {
+    pub fn with_commits(mut self, commits: Arc<crate::store::embedded::Commits>) -> Self {
+        use commit_collector::CommitCollector;
         self.registry.register_collector(Box::new(CommitCollector(commits)));
         self
     }
@@ -306,34 +306,44 @@ impl Metrics {
     }
 }
 
-/// Reads the embedded store's own counters at each scrape, so the writer thread counts with two
-/// relaxed atomic adds per commit and knows nothing of Prometheus.
-#[derive(Debug)]
-struct CommitCollector(Arc<Commits>);
+#[cfg(feature = "embedded-store")]
+mod commit_collector {
+    use super::names;
+    use crate::store::embedded::Commits;
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::counter::ConstCounter;
+    use std::sync::Arc;
 
-impl Collector for CommitCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (name, help, value) in [
-            (
-                names::STORE_COMMITS,
-                "Durable commits of the embedded store (one fsync each)",
-                self.0.commits(),
-            ),
-            (
-                names::STORE_COMMIT_WRITES,
-                "Writes carried by the embedded store's commits",
-                self.0.writes(),
-            ),
-        ] {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
+    /// Reads the embedded store's own counters at each scrape, so the writer thread counts with
+    /// two relaxed atomic adds per commit and knows nothing of Prometheus.
+    #[derive(Debug)]
+    pub(super) struct CommitCollector(pub(super) Arc<Commits>);
+
+    impl Collector for CommitCollector {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            for (name, help, value) in [
+                (
+                    names::STORE_COMMITS,
+                    "Durable commits of the embedded store (one fsync each)",
+                    self.0.commits(),
+                ),
+                (
+                    names::STORE_COMMIT_WRITES,
+                    "Writes carried by the embedded store's commits",
+                    self.0.writes(),
+                ),
+            ] {
+                let counter = ConstCounter::new(value);
+                counter.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
+            }
+            Ok(())
         }
-        Ok(())
     }
 }
 
