@@ -16,6 +16,8 @@
 #[allow(dead_code)] // the HTTP tests' OpenAPI check; this binary uses only `Document`
 #[path = "api/schema.rs"]
 mod schema;
+#[path = "support/lambda.rs"]
+mod support;
 
 use axum::Router;
 use backend::clock::{Clock, ManualClock, SystemClock};
@@ -25,24 +27,19 @@ use backend::lambda::{KeySource, LambdaConfig, OpsSettings, strip_stage};
 use backend::store::embedded::EmbeddedStore;
 use backend::tokens::{Lifetimes, TokenService};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use lambda_http::request::LambdaRequest;
-use lambda_http::{Adapter, Context, LambdaEvent, Request};
+use base64::engine::general_purpose::STANDARD;
+use lambda_http::Request;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use support::{
+    DEFAULT_TTL, LambdaAnswer, ORIGIN, Payload, SECRET, assert_valid, claims_of, event,
+    invoke_through, issued_expiration, now,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower::ServiceExt;
 
-/// A fixed test key (at least 32 bytes, as HS256 requires).
-const SECRET: &str = "lambda-test-key-lambda-test-key-lambda-test-key";
-/// The browser origin the events come from, and the one the router allows.
-const ORIGIN: &str = "https://ui.example";
-/// `GET /tokens` without `ttl`: the default lifetime, seconds.
-const DEFAULT_TTL: i64 = 8 * 60 * 60;
 /// The manual clock of [`TestLambda::at`], epoch seconds: `2027-01-15T08:00:00Z`.
 const NOW: i64 = 1_800_000_000;
 /// `NOW + DEFAULT_TTL`, as the API writes it.
@@ -80,7 +77,7 @@ impl TestLambda {
     async fn invoke(&self, event: Value) -> LambdaAnswer {
         let method = event["httpMethod"].as_str().unwrap().to_owned();
         let path = event["path"].as_str().unwrap().to_owned();
-        let answer = self.invoke_through(event, self.router.clone().map_request(strip_stage)).await;
+        let answer = invoke_rest(event, self.router.clone().map_request(strip_stage)).await;
         answer.assert_documented(&method, &path);
         answer
     }
@@ -95,31 +92,9 @@ impl TestLambda {
                 *record.lock().unwrap() = request.uri().path().to_owned();
                 request
             });
-        let answer = self.invoke_through(event, app).await;
+        let answer = invoke_rest(event, app).await;
         let seen = seen.lock().unwrap().clone();
         (seen, answer)
-    }
-
-    async fn invoke_through<S>(&self, event: Value, app: S) -> LambdaAnswer
-    where
-        S: tower::Service<
-                Request,
-                Response = axum::response::Response,
-                Error = std::convert::Infallible,
-            > + Send
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        let payload: LambdaRequest = serde_json::from_value(event).unwrap();
-        assert!(
-            matches!(payload, LambdaRequest::ApiGatewayV1(_)),
-            "not read as a REST API event: {payload:?}"
-        );
-        let response = Adapter::from(app)
-            .oneshot(LambdaEvent::new(payload, Context::default()))
-            .await
-            .unwrap();
-        LambdaAnswer(serde_json::to_value(response).unwrap())
     }
 
     /// `GET /tokens` through the `issue` event; returns the token.
@@ -130,26 +105,35 @@ impl TestLambda {
     }
 }
 
-/// A serialized API Gateway REST proxy response.
-#[derive(Debug)]
-struct LambdaAnswer(Value);
+/// Like [`invoke_through`], for the REST API events this file sends: checks the event is read
+/// as a REST API (v1) proxy event.
+async fn invoke_rest<S>(event: Value, app: S) -> LambdaAnswer
+where
+    S: tower::Service<
+            Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let answer = invoke_through(event, app).await;
+    assert_eq!(answer.payload, Payload::Rest, "not read as a REST API event: {answer:?}");
+    answer
+}
 
 impl LambdaAnswer {
-    fn status(&self) -> u64 {
-        self.0["statusCode"].as_u64().unwrap()
-    }
-
     /// Checks this answer to `method path` against the OpenAPI document, as the HTTP tests
     /// check theirs.
     fn assert_documented(&self, method: &str, path: &str) {
         let mut headers = reqwest::header::HeaderMap::new();
-        for (name, values) in self.0["multiValueHeaders"].as_object().unwrap() {
+        for (name, values) in self.response["multiValueHeaders"].as_object().unwrap() {
             for value in values.as_array().unwrap() {
                 let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
                 headers.append(name, value.as_str().unwrap().parse().unwrap());
             }
         }
-        let body = match (&self.0["body"], &self.0["isBase64Encoded"]) {
+        let body = match (&self.response["body"], &self.response["isBase64Encoded"]) {
             (Value::String(body), Value::Bool(true)) => STANDARD.decode(body).unwrap(),
             (Value::String(body), _) => body.clone().into_bytes(),
             _ => Vec::new(),
@@ -164,88 +148,6 @@ impl LambdaAnswer {
         let problems = schema::Document::served().check(&answer, false);
         assert!(problems.is_empty(), "{problems:#?}");
     }
-
-    /// The single value of response header `name` (lower case), or `None` if absent. Panics if
-    /// the header is repeated.
-    fn header(&self, name: &str) -> Option<String> {
-        let values = self.0["multiValueHeaders"].get(name)?.as_array().unwrap();
-        assert_eq!(values.len(), 1, "{name} repeated: {values:?}");
-        Some(values[0].as_str().unwrap().to_owned())
-    }
-
-    /// The body parsed as JSON, after checking it is sent as JSON text.
-    fn json(&self) -> Value {
-        assert_eq!(self.0["isBase64Encoded"], json!(false), "{self:?}");
-        assert_eq!(self.header("content-type").as_deref(), Some("application/json"));
-        serde_json::from_str(self.0["body"].as_str().unwrap()).unwrap()
-    }
-
-    /// The headers every API answer to the browser carries: `Cache-Control: no-store` and
-    /// CORS for the allowed origin. Also checks that `headers` is empty: API Gateway merges
-    /// it with `multiValueHeaders`, so anything there would be sent twice.
-    fn assert_api_headers(&self) {
-        assert_eq!(self.0["headers"], json!({}), "{self:?}");
-        assert_eq!(self.header("cache-control").as_deref(), Some("no-store"));
-        assert_eq!(self.header("access-control-allow-origin").as_deref(), Some(ORIGIN));
-        let vary = self.header("vary").unwrap_or_default();
-        assert!(vary.split(',').any(|v| v.trim() == "origin"), "vary: {vary}");
-    }
-}
-
-/// Reads `tests/events/{name}.json`, putting `token` in place of `{{TOKEN}}`, inside the base64
-/// body too when the event says `isBase64Encoded`.
-fn event(name: &str, token: Option<&str>) -> Value {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut event: Value = serde_json::from_str(&text).unwrap();
-    if let Some(token) = token {
-        let body = event["body"].as_str().unwrap();
-        let body = if event["isBase64Encoded"] == json!(true) {
-            let plain = String::from_utf8(STANDARD.decode(body).unwrap()).unwrap();
-            assert!(plain.contains("{{TOKEN}}"), "{name}: no placeholder");
-            STANDARD.encode(plain.replace("{{TOKEN}}", token))
-        } else {
-            assert!(body.contains("{{TOKEN}}"), "{name}: no placeholder");
-            body.replace("{{TOKEN}}", token)
-        };
-        event["body"] = Value::String(body);
-    }
-    event
-}
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs().try_into().unwrap()
-}
-
-/// The `exp` claim of a compact JWS, read without verifying it.
-fn exp_claim(token: &str) -> i64 {
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    claims["exp"].as_i64().unwrap()
-}
-
-/// Checks an issue answer and returns its expiration, epoch seconds.
-fn issued_expiration(answer: &LambdaAnswer) -> i64 {
-    assert_eq!(answer.status(), 200, "{answer:?}");
-    answer.assert_api_headers();
-    let body = answer.json();
-    let token = body["token"].as_str().unwrap();
-    assert_eq!(token.split('.').count(), 3, "not a compact JWS: {token}");
-    let expiration = body["expiration"].as_str().unwrap();
-    assert!(expiration.ends_with('Z'), "not UTC: {expiration}");
-    let expiration = OffsetDateTime::parse(expiration, &Rfc3339).unwrap().unix_timestamp();
-    assert_eq!(expiration, exp_claim(token));
-    expiration
-}
-
-fn assert_valid(answer: &LambdaAnswer) {
-    assert_eq!(answer.status(), 200, "{answer:?}");
-    answer.assert_api_headers();
-    assert_eq!(
-        answer.json(),
-        json!({"isValid": true, "message": "Token is valid and has now been used"})
-    );
 }
 
 #[tokio::test]
@@ -284,7 +186,7 @@ async fn without_strip_stage_a_rest_event_misses_every_route() {
     // Why the entry point maps requests through strip_stage: unless
     // AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set, the router is asked for `/prod/tokens`.
     let lambda = TestLambda::new();
-    let answer = lambda.invoke_through(event("issue", None), lambda.router.clone()).await;
+    let answer = invoke_rest(event("issue", None), lambda.router.clone()).await;
     assert_eq!(answer.status(), 404, "{answer:?}");
     assert_eq!(answer.json()["reason"], "not_found");
 }
@@ -418,7 +320,7 @@ async fn an_options_preflight_allows_the_ui_origin_to_post_json() {
     let lambda = TestLambda::new();
     let answer = lambda.invoke(event("preflight", None)).await;
     assert_eq!(answer.status(), 200, "{answer:?}");
-    assert_eq!(answer.0["headers"], json!({}));
+    assert_eq!(answer.response["headers"], json!({}));
     assert_eq!(answer.header("access-control-allow-origin").as_deref(), Some(ORIGIN));
     let methods = answer.header("access-control-allow-methods").unwrap();
     let methods: Vec<&str> = methods.split(',').map(str::trim).collect();
@@ -434,14 +336,8 @@ async fn an_options_preflight_allows_the_ui_origin_to_post_json() {
     );
     // No Cache-Control check: responses to OPTIONS are not cacheable (RFC 9110 section
     // 9.3.7); browsers cache preflights for Access-Control-Max-Age only.
-    assert_eq!(answer.0["body"], json!(""), "{answer:?}");
-    assert_eq!(answer.0["isBase64Encoded"], json!(false));
-}
-
-/// The claims of a compact JWS, read without verifying it.
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    assert_eq!(answer.response["body"], json!(""), "{answer:?}");
+    assert_eq!(answer.response["isBase64Encoded"], json!(false));
 }
 
 /// Checks an answer with the API headers and returns its JSON body.
