@@ -14,12 +14,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/lambda.rs"]
+mod support;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::event;
 
 /// The running `scripts/aws-local`: its ports and files.
 struct AwsLocal {
@@ -73,17 +77,18 @@ impl AwsLocal {
     /// Posts a REST API event file (`tests/events/NAME.json`, `{{TOKEN}}` replaced) to the
     /// emulator's Invoke API and returns the function's raw Lambda response.
     async fn invoke_rest_event(&self, name: &str, token: Option<&str>) -> Value {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events").join(format!("{name}.json"));
-        let mut event = std::fs::read_to_string(path).unwrap();
-        if let Some(token) = token {
-            event = event.replace("{{TOKEN}}", token);
-        }
         // `_`: the function HTTP requests reach too (a name would get an instance of its own).
         let url = format!("{}/2015-03-31/functions/_/invocations", self.api);
-        let response = self.client.post(url).body(event).send().await.unwrap();
+        let response = self.client.post(url).json(&event(name, token)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "the Invoke API itself");
         response.json().await.unwrap()
+    }
+
+    /// `POST /tokens` with `{"token": token}`; returns the JSON answer.
+    async fn validate(&self, token: &str) -> Value {
+        let url = format!("{}/tokens", self.api);
+        let answer = self.client.post(url).json(&json!({ "token": token })).send().await.unwrap();
+        answer.json().await.unwrap()
     }
 
     /// Runs `scripts/aws-local ARGS` (a subcommand acting on the running instance).
@@ -103,15 +108,8 @@ async fn http_requests_reach_the_function_as_http_api_v2_events() {
     assert_eq!(issued.status(), StatusCode::OK);
     assert_eq!(issued.headers()["cache-control"], "no-store");
     let token = issued.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
-    let valid = local
-        .client
-        .post(format!("{}/tokens", local.api))
-        .json(&json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        valid.json::<Value>().await.unwrap(),
+        local.validate(&token).await,
         json!({"isValid": true, "message": "Token is valid and has now been used"})
     );
     assert_eq!(local.invocations_after(before, 2), ["apigw_v2", "apigw_v2"]);
@@ -188,12 +186,5 @@ async fn z_a_cold_start_without_secrets_manager_answers_503_and_recovers_when_it
     assert!(local.log()[logged_before..].contains("cold start succeeded on a retry"));
 
     // The same key as before the outage, read again from Secrets Manager.
-    let validated = local
-        .client
-        .post(format!("{}/tokens", local.api))
-        .json(&json!({ "token": before_outage }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(validated.json::<Value>().await.unwrap()["isValid"], true);
+    assert_eq!(local.validate(&before_outage).await["isValid"], true);
 }
