@@ -178,6 +178,14 @@ pub fn issued_expiration(answer: &LambdaAnswer) -> i64 {
     expiration
 }
 
+/// Checks `expiration` (epoch seconds) is `ttl` seconds after a moment in `before..=after`.
+pub fn assert_lifetime(expiration: i64, ttl: i64, before: i64, after: i64) {
+    assert!(
+        (before + ttl..=after + ttl).contains(&expiration),
+        "expiration {expiration} not {ttl} s after {before}..={after}"
+    );
+}
+
 pub fn assert_valid(answer: &LambdaAnswer) {
     assert_eq!(answer.status(), 200, "{answer:?}");
     answer.assert_api_headers();
