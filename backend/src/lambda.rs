@@ -22,7 +22,7 @@ use crate::contract::{
     ENV_ISSUER_KEYS_SECRET_ARN, ENV_MAX_TTL, ENV_PREVIOUS_SECRETS, ENV_RATE_LIMIT_PER_MINUTE,
     ENV_REPLAY_WINDOW, ENV_REQUEST_TIMEOUT, ENV_SECRET, ENV_SECRET_ARN, ENV_TABLE,
 };
-use crate::http::{AllowedOrigins, cors};
+use crate::http::{AllowedOrigins, ApiError, cors};
 use crate::keys::Secret;
 use crate::request::DEFAULT_REQUEST_TIMEOUT_SECS;
 use crate::tokens::{
@@ -330,7 +330,8 @@ impl LambdaApp {
             }
             State::Misconfigured => {
                 tracing::error!("not serving: the configuration is invalid (see the cold start)");
-                return internal_error();
+                return ApiError::Internal("the function's configuration is invalid")
+                    .into_response();
             }
             State::Failed { failures, retry_at } if Instant::now() < *retry_at => {
                 tracing::warn!(failures, "not serving yet: waiting to retry the cold start");
@@ -385,14 +386,6 @@ impl LambdaApp {
         };
         answer.unwrap_or_else(|e| match e {})
     }
-}
-
-/// `500` (`internal`) for a function whose configuration is invalid.
-fn internal_error() -> Response {
-    let body = ValidateResponse::refused(Reason::Internal, "internal error");
-    let mut response = (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// One attempt to build the router, bounded by [`BUILD_BUDGET`].
