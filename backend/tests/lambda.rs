@@ -31,10 +31,10 @@ use base64::engine::general_purpose::STANDARD;
 use lambda_http::Request;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use support::{
     DEFAULT_TTL, LambdaAnswer, ORIGIN, Payload, SECRET, assert_lifetime, assert_valid, claims_of,
-    event, invoke_through, issued_expiration, now,
+    event, invoke_seeing_path, invoke_through, issued_expiration, now,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -85,15 +85,9 @@ impl TestLambda {
     /// Like [`Self::invoke`], but also reports the path `lambda_http` built, before
     /// `strip_stage` saw it.
     async fn invoke_seeing_raw_path(&self, event: Value) -> (String, LambdaAnswer) {
-        let seen = Arc::new(Mutex::new(String::new()));
-        let record = Arc::clone(&seen);
-        let app =
-            self.router.clone().map_request(strip_stage).map_request(move |request: Request| {
-                *record.lock().unwrap() = request.uri().path().to_owned();
-                request
-            });
-        let answer = invoke_rest(event, app).await;
-        let seen = seen.lock().unwrap().clone();
+        let (seen, answer) =
+            invoke_seeing_path(event, self.router.clone().map_request(strip_stage)).await;
+        assert_eq!(answer.payload, Payload::Rest, "not read as a REST API event: {answer:?}");
         (seen, answer)
     }
 

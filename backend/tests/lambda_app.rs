@@ -30,14 +30,13 @@ use lambda_http::Request;
 use lambda_http::request::LambdaRequest;
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{
     DEFAULT_TTL, LambdaAnswer, ORIGIN, Payload, SECRET, assert_lifetime, assert_valid, event,
-    invoke_through, issued_expiration, now,
+    invoke_seeing_path, invoke_through, issued_expiration, now,
 };
-use tower::ServiceExt;
 
 /// The Lambda's router over an embedded store in its own temporary directory, and the
 /// [`LambdaApp`] serving it, as after a successful cold start.
@@ -79,15 +78,7 @@ impl TestLambda {
     /// Like [`Self::invoke`], but also reports the path `lambda_http` built, before
     /// `strip_stage` saw it.
     async fn invoke_seeing_raw_path(&self, event: Value) -> (String, LambdaAnswer) {
-        let seen = Arc::new(Mutex::new(String::new()));
-        let record = Arc::clone(&seen);
-        let app = self.app.clone().map_request(move |request: Request| {
-            *record.lock().unwrap() = request.uri().path().to_owned();
-            request
-        });
-        let answer = invoke_through(event, app).await;
-        let seen = seen.lock().unwrap().clone();
-        (seen, answer)
+        invoke_seeing_path(event, self.app.clone()).await
     }
 
     /// `GET /tokens` through the `issue` event; returns the token.

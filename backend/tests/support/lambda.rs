@@ -10,6 +10,7 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Request};
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -61,6 +62,29 @@ where
     let response =
         Adapter::from(app).oneshot(LambdaEvent::new(request, Context::default())).await.unwrap();
     LambdaAnswer { payload, response: serde_json::to_value(response).unwrap() }
+}
+
+/// Like [`invoke_through`], but also reports the path `app` was asked for (what `lambda_http`
+/// built from the event, before any `strip_stage` inside `app`).
+pub async fn invoke_seeing_path<S>(event: Value, app: S) -> (String, LambdaAnswer)
+where
+    S: tower::Service<
+            Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let seen = Arc::new(Mutex::new(String::new()));
+    let record = Arc::clone(&seen);
+    let app = app.map_request(move |request: Request| {
+        *record.lock().unwrap() = request.uri().path().to_owned();
+        request
+    });
+    let answer = invoke_through(event, app).await;
+    let seen = seen.lock().unwrap().clone();
+    (seen, answer)
 }
 
 /// A serialized API Gateway proxy response, of the shape of the payload that asked.
