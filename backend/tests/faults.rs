@@ -193,6 +193,8 @@ struct Counts {
 struct Book {
     armed: HashMap<String, (Fault, usize)>,
     counts: HashMap<String, Counts>,
+    /// Requests being forwarded to DynamoDB Local right now.
+    forwarding: usize,
 }
 
 struct ProxyState {
@@ -220,10 +222,6 @@ impl ProxyState {
         let fault = *fault;
         book.counts.entry(target.to_owned()).or_default().faulted += 1;
         Some(fault)
-    }
-
-    fn count(&self, target: &str, update: impl FnOnce(&mut Counts)) {
-        update(self.book().counts.entry(target.to_owned()).or_default());
     }
 
     /// Sends the request to DynamoDB Local and returns its whole answer.
@@ -288,8 +286,18 @@ impl Proxy {
         self.state.book().armed.remove(target).map_or(0, |(_, left)| left)
     }
 
-    fn counts(&self, target: &str) -> Counts {
-        self.state.book().counts.get(target).copied().unwrap_or_default()
+    /// What the proxy saw of `target`, once no request is being forwarded (within 10 s).
+    async fn counts(&self, target: &str) -> Counts {
+        for _ in 0..1000 {
+            {
+                let book = self.state.book();
+                if book.forwarding == 0 {
+                    return book.counts.get(target).copied().unwrap_or_default();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the proxy is still forwarding after 10 s");
     }
 }
 
@@ -339,14 +347,25 @@ async fn relay(
         Some(Fault::Throttle) => return Ok(throttled()),
         _ => {}
     }
-    let answer = match state.forward(parts, body).await {
-        Ok(answer) => answer,
-        Err(e) => {
-            state.count(&target, |c| c.upstream_failures += 1);
-            return Err(e);
+    // Forward in a task of its own: a request the proxy has wholly received reaches DynamoDB
+    // even if the client gives up meanwhile (the SDK's operation timeout can cut its last
+    // attempt short), as a request on a real network does. `counts` waits for these tasks.
+    state.book().forwarding += 1;
+    let forwarding = tokio::spawn({
+        let (state, target) = (state.clone(), target.clone());
+        async move {
+            let answer = state.forward(parts, body).await;
+            let mut book = state.book();
+            book.forwarding -= 1;
+            let counts = book.counts.entry(target).or_default();
+            match answer {
+                Ok(_) => counts.forwarded += 1,
+                Err(_) => counts.upstream_failures += 1,
+            }
+            answer
         }
-    };
-    state.count(&target, |c| c.forwarded += 1);
+    });
+    let answer = forwarding.await??;
     match fault {
         Some(Fault::LostAnswer) => Err("answer lost after forwarding (injected)".into()),
         Some(Fault::Delay) => {
@@ -904,7 +923,7 @@ async fn consume_under_fault(
 ) {
     let context = format!("{fault:?} x{times}, {first_key:?} key");
     let (_, token) = issue(&rig.api).await;
-    let before = rig.proxy.counts(UPDATE_ITEM);
+    let before = rig.proxy.counts(UPDATE_ITEM).await;
 
     rig.proxy.arm(UPDATE_ITEM, fault, times);
     let key = match first_key {
@@ -918,7 +937,7 @@ async fn consume_under_fault(
     assert_eq!(kinds(&outcomes), expected, "{context}: {outcomes:?}");
     let key = key.unwrap_or_else(|| panic!("{context}: no key ever named: {outcomes:?}"));
 
-    let counts = rig.proxy.counts(UPDATE_ITEM);
+    let counts = rig.proxy.counts(UPDATE_ITEM).await;
     let (seen, faulted) = (counts.seen - before.seen, counts.faulted - before.faulted);
     assert_eq!(faulted, times - left, "{context}: {counts:?}");
     if fault == Fault::Delay && times == EVERY_ATTEMPT {
@@ -957,7 +976,7 @@ async fn consume_under_fault(
 /// validates exactly once.
 async fn issue_under_fault(rig: &Rig<impl Api>, fault: Fault, times: usize, expected: &[Kind]) {
     let context = format!("{fault:?} x{times}");
-    let before = rig.proxy.counts(PUT_ITEM);
+    let before = rig.proxy.counts(PUT_ITEM).await;
     rig.proxy.arm(PUT_ITEM, fault, times);
     let first = rig.api.issue().await;
     let left = rig.proxy.disarm(PUT_ITEM);
@@ -975,7 +994,7 @@ async fn issue_under_fault(rig: &Rig<impl Api>, fault: Fault, times: usize, expe
     eprintln!("{context}: GET /tokens {:?}", kinds(&outcomes));
     assert_eq!(kinds(&outcomes), expected, "{context}: {outcomes:?}");
 
-    let counts = rig.proxy.counts(PUT_ITEM);
+    let counts = rig.proxy.counts(PUT_ITEM).await;
     let (seen, faulted) = (counts.seen - before.seen, counts.faulted - before.faulted);
     assert_eq!(faulted, times - left, "{context}: {counts:?}");
     if fault == Fault::Delay && times == EVERY_ATTEMPT {
@@ -1008,11 +1027,11 @@ async fn race_under_lost_answers(rig: &Rig<impl Api>, times: usize) {
     let shared = new_key("shared");
     let keys: Vec<String> =
         (0..RACERS).map(|i| if i % 2 == 0 { shared.clone() } else { new_key("own") }).collect();
-    let before = rig.proxy.counts(UPDATE_ITEM);
+    let before = rig.proxy.counts(UPDATE_ITEM).await;
     rig.proxy.arm(UPDATE_ITEM, Fault::LostAnswer, times);
     let results = join_all(keys.iter().map(|key| present(&rig.api, &token, Some(key)))).await;
     let left = rig.proxy.disarm(UPDATE_ITEM);
-    let counts = rig.proxy.counts(UPDATE_ITEM);
+    let counts = rig.proxy.counts(UPDATE_ITEM).await;
     assert_eq!((left, counts.faulted - before.faulted), (0, times), "{context}: {counts:?}");
     assert!(counts.seen - before.seen >= RACERS + times, "{context}: {counts:?}");
     assert_eq!(counts.upstream_failures, 0, "{context}: {counts:?}");
@@ -1129,7 +1148,7 @@ async fn each_injected_fault_reaches_the_sdk_as_the_failure_it_stands_for() {
     put("healthy").await.unwrap();
     assert!(db.item("healthy").await.is_some());
     let expected = Counts { seen: 5, faulted: 4, forwarded: 3, upstream_failures: 0 };
-    assert_eq!(proxy.counts(PUT_ITEM), expected);
+    assert_eq!(proxy.counts(PUT_ITEM).await, expected);
 }
 
 // ---------------------------------------------------------------------------------------------
