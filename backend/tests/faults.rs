@@ -210,18 +210,26 @@ impl ProxyState {
         self.book.lock().unwrap()
     }
 
-    /// Counts a request for `target` and takes one armed fault for it, if any.
+    /// Counts a request for `target` and takes one armed fault for it, if any; counts it as
+    /// being forwarded (in the same lock, so `counts` never sees it half-counted) unless the
+    /// fault stops it.
     fn take_fault(&self, target: &str) -> Option<Fault> {
         let mut book = self.book();
         book.counts.entry(target.to_owned()).or_default().seen += 1;
-        let (fault, left) = book.armed.get_mut(target)?;
-        if *left == 0 {
-            return None;
+        let fault = match book.armed.get_mut(target) {
+            Some((fault, left)) if *left > 0 => {
+                *left -= 1;
+                Some(*fault)
+            }
+            _ => None,
+        };
+        if fault.is_some() {
+            book.counts.entry(target.to_owned()).or_default().faulted += 1;
         }
-        *left -= 1;
-        let fault = *fault;
-        book.counts.entry(target.to_owned()).or_default().faulted += 1;
-        Some(fault)
+        if !matches!(fault, Some(Fault::ResetBeforeForwarding | Fault::Throttle)) {
+            book.forwarding += 1;
+        }
+        fault
     }
 
     /// Sends the request to DynamoDB Local and returns its whole answer.
@@ -350,7 +358,6 @@ async fn relay(
     // Forward in a task of its own: a request the proxy has wholly received reaches DynamoDB
     // even if the client gives up meanwhile (the SDK's operation timeout can cut its last
     // attempt short), as a request on a real network does. `counts` waits for these tasks.
-    state.book().forwarding += 1;
     let forwarding = tokio::spawn({
         let (state, target) = (state.clone(), target.clone());
         async move {
@@ -946,8 +953,9 @@ async fn consume_under_fault(
     } else {
         assert_eq!(left, 0, "{context}: {counts:?}");
     }
-    // Every request of the first presenter was faulted but exactly one.
-    assert_eq!(seen, faulted + 1, "{context}: {counts:?}");
+    // Every request of the first presenter was faulted but exactly one (bar a late attempt).
+    let late = late_attempts(fault, times, left);
+    assert!((faulted + 1..=faulted + 1 + late).contains(&seen), "{context}: {counts:?}");
     let unforwarded = match fault {
         Fault::ResetBeforeForwarding | Fault::Throttle => faulted,
         Fault::LostAnswer | Fault::Delay | Fault::ServerError => 0,
@@ -969,6 +977,15 @@ async fn consume_under_fault(
     let (again, _) = present(&rig.api, &token, Some(&key)).await;
     assert_eq!(again, [Heard::Replayed { used_at }], "{context}: first presenter again");
     assert_eq!(rig.db.record(&token).await, Record::used(&key, used_at), "{context}");
+}
+
+/// How many requests beyond the faulted ones and the one retry that went through may be seen:
+/// one when `Delay` was armed for every attempt and not all were used, since the attempt the
+/// SDK sent just before its operation timeout may reach the proxy only after the disarm. It is
+/// then forwarded unfaulted, and changes nothing (a consume with the same attempt id, or the
+/// insert of a token that was never handed out).
+fn late_attempts(fault: Fault, times: usize, left: usize) -> usize {
+    usize::from(fault == Fault::Delay && times == EVERY_ATTEMPT && left > 0)
 }
 
 /// `GET /tokens` with `fault` armed for the next `times` PutItem requests: its answers must be
@@ -1002,7 +1019,8 @@ async fn issue_under_fault(rig: &Rig<impl Api>, fault: Fault, times: usize, expe
     } else {
         assert_eq!(left, 0, "{context}: {counts:?}");
     }
-    assert_eq!(seen, faulted + 1, "{context}: {counts:?}");
+    let late = late_attempts(fault, times, left);
+    assert!((faulted + 1..=faulted + 1 + late).contains(&seen), "{context}: {counts:?}");
     assert_eq!(counts.upstream_failures, 0, "{context}: {counts:?}");
 
     let unused = Record { state: UNUSED.into(), attempt: None, used_at: None };

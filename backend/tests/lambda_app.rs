@@ -287,26 +287,27 @@ async fn a_preflight_during_a_failed_cold_start_is_answered_so_the_browser_can_r
 
 #[tokio::test]
 async fn a_failed_cold_start_is_retried_after_the_backoff_and_then_serves() {
-    // Real time, short steps: 100 ms after the first failure, then 200 ms.
-    let backoff = Backoff { first: Duration::from_millis(100), max: Duration::from_secs(1) };
+    // Real time: 500 ms after the first failure, then 1 s. Each "not yet" check has 500 ms to
+    // spare for a slow machine; the sleeps past a backoff can only overshoot, which is safe.
+    let backoff = Backoff { first: Duration::from_millis(500), max: Duration::from_secs(10) };
     let (app, build) = FlakyBuild::start(2, backoff).await;
     assert_eq!(build.calls(), 1);
 
     let answer = invoke_through(event("issue", None), app.clone()).await;
-    assert_eq!(assert_unavailable(&answer), 1, "100 ms, rounded up to whole seconds");
+    assert_eq!(assert_unavailable(&answer), 1, "500 ms, rounded up to whole seconds");
     assert_eq!(build.calls(), 1);
 
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(750)).await;
     let answer = invoke_through(event("issue", None), app.clone()).await;
     assert_unavailable(&answer);
     assert_eq!(build.calls(), 2, "the invocation after the backoff retried, and failed");
 
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let answer = invoke_through(event("issue", None), app.clone()).await;
     assert_unavailable(&answer);
     assert_eq!(build.calls(), 2, "the second wait is twice as long");
 
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(750)).await;
     let answer = invoke_through(event("issue", None), app.clone()).await;
     issued_expiration(&answer);
     assert_eq!(build.calls(), 3, "the third attempt built the service");

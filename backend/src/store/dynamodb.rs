@@ -79,8 +79,11 @@ pub const OUTSTANDING: &str = "outstanding";
 pub const VERSION: &str = "version";
 /// Prefix of a pair item's key: `pair#<purpose>#<subject>` (a purpose never holds `#`).
 pub const PAIR_PREFIX: &str = "pair#";
-/// How often an insert into a pair is tried again when a concurrent one changed the pair.
-pub const PAIR_TRIES: usize = 8;
+/// How often an insert into a pair is tried in all when concurrent ones changed the pair. Each
+/// lost try is another insert's win, except that DynamoDB may cancel conflicting transactions
+/// with none of them winning (`TransactionConflict`): twice the 8 contenders the tests race.
+/// Bounded in time too, by [`OPERATION_TIMEOUT`].
+pub const PAIR_TRIES: usize = 16;
 /// `state` of a token not yet used.
 pub const UNUSED: &str = "unused";
 /// `state` of a used token.

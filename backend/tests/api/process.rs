@@ -174,7 +174,9 @@ async fn the_server_runs_on_dynamodb_and_creates_its_table() {
     let table = format!("server-{}", uuid::Uuid::new_v4());
     let server = Process::spawn(dynamodb_command(data.path(), &table));
     let token = server.issue().await;
-    let answers = futures::future::join_all((0..64).map(|_| server.validate(&token))).await;
+    // 16 racers: this binary keeps the service's own 2 s attempt timeout, which DynamoDB Local
+    // shared with other tests can exceed at 64; the store's conformance suite races 64.
+    let answers = futures::future::join_all((0..16).map(|_| server.validate(&token))).await;
     assert_eq!(answers.iter().filter(|a| a.is_valid).count(), 1);
     assert!(
         answers
@@ -540,6 +542,8 @@ async fn at_the_connection_cap_the_server_logs_it_and_serves_again_after_the_hea
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     let server = Process::spawn(command);
     let address = server.base.trim_start_matches("http://").to_owned();
+    // Before the connects: the server's header timers start when it accepts them.
+    let started = std::time::Instant::now();
     let slow: Vec<std::net::TcpStream> = (0..5)
         .map(|_| {
             let mut stream = std::net::TcpStream::connect(&address).unwrap();
@@ -547,7 +551,6 @@ async fn at_the_connection_cap_the_server_logs_it_and_serves_again_after_the_hea
             stream
         })
         .collect();
-    let started = std::time::Instant::now();
     let token = server.issue().await;
     assert!(started.elapsed() >= std::time::Duration::from_millis(900), "served past the cap");
     assert!(server.validate(&token).await.is_valid);
