@@ -6,7 +6,9 @@
 #      CPU per pair (utime+stime from /proc/<pid>/stat), commits (= fsyncs) and the writes they
 #      carried (the store's counters on GET /metrics), peak memory (VmHWM)
 #   2. open loop: the embedded store offered half of its measured capacity on a fixed schedule,
-#      latency corrected for coordinated omission, RUNS runs of OPEN_DURATION s
+#      latency corrected for coordinated omission, RUNS runs of OPEN_DURATION s; after each, the
+#      disk alone (`loadgen disk`) at that run's commits/s and bytes per commit (the server's
+#      write_bytes from /proc/<pid>/io): the floor any one-writer store has on this disk
 #   3. scaling: the embedded store at each concurrency of SCALE, SCALE_DURATION s each
 #   4. DynamoDB Local (its own instance on a free port) behind `loadgen relay`, which times every
 #      DynamoDB call and counts the connections the service opens
@@ -80,6 +82,9 @@ commit_counts() {
     $1 == "store_commit_writes_total" {w = $2} END {print c + 0, w + 0}'
 }
 
+# Bytes the server has caused to be written to storage (its data files; not sockets).
+write_bytes() { awk '$1 == "write_bytes:" {print $2}' "/proc/$pid/io"; }
+
 # measure NAME C LOADGEN-ARGS...: 1000 warm-up pairs at concurrency C (the connections the run
 # will need are open, and with RELAY_PID set, the relay's window starts after them), then one
 # measured loadgen run against $url at C, with the server's CPU (--server-pid) and the store's
@@ -91,17 +96,20 @@ measure() {
   "$loadgen" run --url "$url" -n 1000 -c "$c" --warmup 0 --json > "$out/$name.warmup.json" \
     || { echo "loadgen $name: warm-up failed (see $out/$name.warmup.json)" >&2; exit 1; }
   if [ -n "${RELAY_PID:-}" ]; then kill -USR1 "$RELAY_PID"; sleep 0.1; fi
-  local busy0 busy1 c0 w0 c1 w1
+  local busy0 busy1 c0 w0 c1 w1 io0 io1
   read -r c0 w0 < <(commit_counts)
+  io0=$(write_bytes)
   busy0=$(busy_ticks)
   "$loadgen" run --url "$url" --warmup 0 -c "$c" --server-pid "$pid" --json "$@" > "$out/$name.json" \
     || { echo "loadgen $name: not every token was valid (see $out/$name.json)" >&2; exit 1; }
   busy1=$(busy_ticks)
+  io1=$(write_bytes)
   read -r c1 w1 < <(commit_counts)
   local hwm; hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
-  printf '{"busy_s": %s, "hwm_kb": %s, "loadavg": "%s", "commits": %s, "writes": %s}\n' \
-    "$(( busy1 - busy0 ))e-2" "$hwm" "$load" "$(( c1 - c0 ))" "$(( w1 - w0 ))" > "$out/$name.env.json"
+  printf '{"busy_s": %s, "hwm_kb": %s, "loadavg": "%s", "commits": %s, "writes": %s, "write_bytes": %s}\n' \
+    "$(( busy1 - busy0 ))e-2" "$hwm" "$load" "$(( c1 - c0 ))" "$(( w1 - w0 ))" "$(( io1 - io0 ))" \
+    > "$out/$name.env.json"
   jq -r '"\(.pairs_per_s|floor) pairs/s, p99 \(.all.p99_ms) ms, server \(.server_cpu_us_per_pair|floor) us/pair, valid \(.valid)/\(.pairs)"' \
     "$out/$name.json" | sed "s/^/$name: /;s/\$/, commits $(( c1 - c0 )), writes $(( w1 - w0 )), load $load/" >&2
 }
@@ -124,6 +132,13 @@ if [ "$RUNS" -gt 0 ]; then
     start_server "open-$round" --store embedded
     measure "open-$round" "$CONCURRENCY" -d "$OPEN_DURATION" --rate "$rate"
     stop_server
+    # The same commit stream with no database: pages written and fdatasync, one at a time.
+    read -r commit_rate pages < <(jq -r --slurpfile env "$out/open-$round.env.json" \
+      '"\($env[0].commits / .seconds) \([1, ($env[0].write_bytes / ([$env[0].commits, 1] | max) / 4096 | round)] | max)"' \
+      "$out/open-$round.json")
+    step "the disk alone: $pages pages + fdatasync at $commit_rate commits/s (open loop run $round's)"
+    "$loadgen" disk --dir "$out" --rate "$commit_rate" --pages "$pages" -d "$OPEN_DURATION" --json \
+      > "$out/disk-$round.json"
   done
 fi
 
@@ -289,6 +304,13 @@ if opened:
     row("fsyncs/s", [fsyncs(r) / r["seconds"] if fsyncs(r) is not None else None for r in opened], "{:.0f}")
     row("writes per fsync", [per_fsync(r) for r in opened], "{:.1f}")
     row("pacer lag, worst ms (loadgen's own)", [r["pacer_late_max_ms"] for r in opened], "{:.2f}")
+    disk = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/disk-*.json"))]
+    if disk:
+        row("the disk alone at those commits/s: pages per commit", [d["pages"] for d in disk], "{:.0f}")
+        for q, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+            row(f"  write + fdatasync, {name} ms", [d["fdatasync"][q] for d in disk], "{:.2f}")
+        for q, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+            row(f"  commit end from its due time, {name} ms", [d["from_due"][q] for d in disk], "{:.2f}")
     row("cores used by other processes", [others(r) for r in opened], "{:.2f}")
 
 scaled = [(c, load(f"scale-{c}")) for c in scale]

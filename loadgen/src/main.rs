@@ -16,10 +16,13 @@
 //!   successful `GET /tokens` (a token issued and stored), then kills the process.
 //! - `loadgen relay`: a TCP relay in front of another server (DynamoDB Local), timing every
 //!   request/response exchange and counting the connections opened through it; see [`relay`].
+//! - `loadgen disk`: page writes and `fdatasync` on a scratch file at a fixed commit rate: the
+//!   disk's own floor under the embedded store's commits; see [`disk`].
 //!
 //! Latencies are in microseconds in HDR histograms (3 significant digits), recorded per worker
 //! (closed loop) or per pair (open loop) and merged at the end.
 
+mod disk;
 mod open;
 mod relay;
 
@@ -52,6 +55,9 @@ enum Command {
     /// Relay TCP to another server, timing each exchange; SIGUSR1 starts a new window, SIGTERM
     /// or SIGINT prints the window's figures as JSON and exits.
     Relay(relay::RelayArgs),
+    /// Write pages and fdatasync a scratch file at a fixed commit rate; print the latency
+    /// percentiles of each commit and of its end from when it was due.
+    Disk(disk::DiskArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +134,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::ColdStart(args) => runtime.block_on(cold_start(args)),
         Command::Relay(args) => runtime.block_on(relay::run(args)),
+        Command::Disk(args) => disk::run(&args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
