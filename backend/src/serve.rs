@@ -5,6 +5,10 @@
 //!   starts this timer when a keep-alive connection goes idle after a response, so the same
 //!   setting is the idle keep-alive timeout: a client that sends half a header, or nothing,
 //!   holds a connection (and a file descriptor) for at most that long.
+//! - **Write timeout**: the same setting bounds how long writing an answer may make no progress
+//!   (`tokio-io-timeout`); then the connection is closed. A client that sends requests but
+//!   never reads the answers (its receive window stays full) would otherwise hold its
+//!   connection forever, and enough of them would hold every slot under the cap.
 //! - **Connection cap**: at most [`ConnectionLimits::max_connections`] connections are served
 //!   at once. At the cap the loop stops accepting (new connections wait in the kernel's
 //!   backlog) and logs `connection limit reached` once, until a connection closes.
@@ -26,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
 
 /// Default header read (and idle keep-alive) timeout, seconds.
@@ -38,7 +43,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Limits on connections; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Longest wait for a complete request header, and longest idle keep-alive.
+    /// Longest wait for a complete request header, longest idle keep-alive, and longest a
+    /// write to the client may make no progress.
     pub header_read_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
@@ -108,12 +114,17 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.header_read_timeout));
         let service = app.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
-        let connection = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        let connection =
+            graceful.watch(http.serve_connection(
+                TokioIo::new(Box::pin(stream)),
+                TowerToHyperService::new(service),
+            ));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended");

@@ -131,8 +131,8 @@ pub struct Config {
     #[arg(long, env = ENV_REQUEST_TIMEOUT, default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS)]
     pub request_timeout: u64,
 
-    /// Longest wait for a complete request header, and longest idle keep-alive, in seconds;
-    /// then the connection is closed.
+    /// Longest wait for a complete request header, longest idle keep-alive, and longest an
+    /// answer may make no progress to the client, in seconds; then the connection is closed.
     #[arg(long, env = ENV_HEADER_READ_TIMEOUT, default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS)]
     pub header_read_timeout: u64,
 

@@ -533,6 +533,32 @@ fn first_used_at(replayed: &shared::ValidateResponse) -> Option<String> {
 }
 
 #[tokio::test]
+async fn clients_that_never_read_their_answers_are_closed_and_others_are_served() {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = command(data.path());
+    command.args(["--max-connections", "3", "--header-read-timeout", "1"]);
+    let server = Process::spawn(command);
+    let address: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    // More connections than the cap, each with a tiny receive buffer, pipelining far more
+    // answers than the buffers on both sides hold, and never reading one.
+    let pipelined = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
+    let mut stuck = Vec::new();
+    for _ in 0..5 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &pipelined).await.unwrap();
+        stuck.push(stream);
+    }
+    // Without a write timeout every slot stays taken and this never gets a connection.
+    let served = tokio::time::timeout(std::time::Duration::from_secs(30), server.issue()).await;
+    let token = served.expect("no slot came free: stalled writes hold their connections");
+    assert!(server.validate(&token).await.is_valid);
+    drop(stuck);
+    server.terminate();
+}
+
+#[tokio::test]
 async fn at_the_connection_cap_the_server_logs_it_and_serves_again_after_the_header_timeout() {
     let data = tempfile::tempdir().unwrap();
     let log = data.path().join("stderr");
