@@ -87,16 +87,18 @@ pub fn client_address(request: &Request, trust_forwarded_for: bool) -> Option<Ip
     lambda_context(request).and_then(|(ip, _)| ip)
 }
 
-/// API Gateway's `identity.sourceIp` and `requestId`, when the Lambda serves the request.
+/// The client's address and API Gateway's request id, when the Lambda serves the request: a
+/// REST API's (payload 1.0) `requestContext.identity.sourceIp`, or an HTTP API's or function
+/// URL's (payload 2.0) `requestContext.http.sourceIp`, and `requestContext.requestId`
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html>).
 fn lambda_context(request: &Request) -> Option<(Option<IpAddr>, Option<String>)> {
     use lambda_http::request::RequestContext as Lambda;
-    match request.extensions().get::<Lambda>()? {
-        Lambda::ApiGatewayV1(context) => Some((
-            context.identity.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
-            context.request_id.clone(),
-        )),
-        _ => None,
-    }
+    let (source_ip, request_id) = match request.extensions().get::<Lambda>()? {
+        Lambda::ApiGatewayV1(context) => (&context.identity.source_ip, &context.request_id),
+        Lambda::ApiGatewayV2(context) => (&context.http.source_ip, &context.request_id),
+        _ => return None,
+    };
+    Some((source_ip.as_deref().and_then(|ip| ip.parse().ok()), request_id.clone()))
 }
 
 /// The outermost middleware: request id, client address, tracing span and response counts.

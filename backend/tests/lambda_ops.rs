@@ -343,6 +343,22 @@ async fn a_client_over_its_limit_gets_429_by_api_gateways_source_address() {
 }
 
 #[tokio::test]
+async fn an_http_api_or_function_url_client_over_its_limit_gets_429_by_its_source_address() {
+    // Payload 2.0 keeps the address in requestContext.http.sourceIp, not identity.sourceIp.
+    let vars = [("TOKEN_SERVICE_SECRET", SECRET), ("TOKEN_SERVICE_RATE_LIMIT_PER_MINUTE", "2")];
+    let lambda = TestLambda::new(&vars, None).await;
+    for name in ["v2-issue", "v2-function-url-issue"] {
+        assert_eq!(lambda.invoke(event(name)).await.status(), 200, "{name}");
+    }
+    let refused = lambda.invoke(event("v2-issue")).await;
+    assert_eq!(refused.status(), 429, "{refused:?}");
+    assert_eq!(refused.json()["reason"], "rate_limited");
+    let mut other = event("v2-issue");
+    other["requestContext"]["http"]["sourceIp"] = json!("198.51.100.7");
+    assert_eq!(lambda.invoke(other).await.status(), 200);
+}
+
+#[tokio::test]
 async fn metrics_are_emf_lines_and_the_audit_log_has_reuse_detected_and_no_token() {
     let vars = [("TOKEN_SERVICE_SECRET", SECRET), ("AWS_LAMBDA_FUNCTION_NAME", "tokens-prod")];
     let lambda = TestLambda::new(&vars, None).await;
