@@ -69,7 +69,8 @@ impl SigningKey {
 
 /// The keys a service holds: the current one, which signs every new token, and previous ones,
 /// which only verify tokens issued before a rotation. A token names its key by `kid`; a `kid`
-/// that is not in the ring fails as an invalid signature.
+/// that is not in the ring fails as an invalid signature, and a token without one (issued
+/// before key ids) is checked against every key.
 #[derive(Clone, Debug)]
 pub struct KeyRing {
     current: SigningKey,
@@ -99,14 +100,19 @@ impl KeyRing {
         &self.current
     }
 
+    /// Every key, the current one first.
+    pub fn all(&self) -> impl Iterator<Item = &SigningKey> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+
     /// The key whose id is `kid`, current or previous.
     pub fn find(&self, kid: &str) -> Option<&SigningKey> {
-        std::iter::once(&self.current).chain(&self.previous).find(|k| k.kid == kid)
+        self.all().find(|k| k.kid == kid)
     }
 
     /// The ids of every key, current first.
     pub fn kids(&self) -> Vec<&str> {
-        std::iter::once(&self.current).chain(&self.previous).map(SigningKey::kid).collect()
+        self.all().map(SigningKey::kid).collect()
     }
 }
 

@@ -520,29 +520,35 @@ impl TokenService {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Malformed("longer than any token this service issues"));
         }
-        // The key the token names (RFC 7515 section 4.1.4); a token without `kid` (issued before
-        // key ids) is checked against the current key. A `kid` not in the ring is only ever
-        // compared with our own ids, never used to fetch or build a key (RFC 8725 section 3.10).
-        let key = match jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) {
-            Some(kid) => self.keys.find(&kid).ok_or(ValidateError::InvalidSignature)?,
-            None => self.keys.current(),
+        // The key the token names (RFC 7515 section 4.1.4). A token without `kid` was issued
+        // before key ids, by the current key or, after a rotation, a previous one: each is tried
+        // in turn. A `kid` not in the ring is only ever compared with our own ids, never used to
+        // fetch or build a key (RFC 8725 section 3.10).
+        let keys = match jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) {
+            Some(kid) => vec![self.keys.find(&kid).ok_or(ValidateError::InvalidSignature)?],
+            None => self.keys.all().collect(),
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::InvalidSignature => ValidateError::InvalidSignature,
-                ErrorKind::InvalidAlgorithm
-                | ErrorKind::MissingAlgorithm
-                | ErrorKind::UnsupportedAlgorithm
-                | ErrorKind::InvalidAlgorithmName => Malformed("the algorithm must be HS256"),
-                ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
-                    Malformed("claims must be uuid, iat and exp, and sub and purpose strings")
-                }
-                ErrorKind::InvalidAudience
-                | ErrorKind::InvalidIssuer
-                | ErrorKind::InvalidSubject => Malformed("unexpected aud, iss or sub claim"),
-                _ => Malformed("not a compact JWS with a JSON header and claims"),
-            },
-        )?;
+        let mut decoded = Err(ErrorKind::InvalidSignature.into());
+        for key in keys {
+            decoded = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation);
+            if !matches!(&decoded, Err(e) if *e.kind() == ErrorKind::InvalidSignature) {
+                break;
+            }
+        }
+        let data = decoded.map_err(|e: jsonwebtoken::errors::Error| match e.kind() {
+            ErrorKind::InvalidSignature => ValidateError::InvalidSignature,
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::MissingAlgorithm
+            | ErrorKind::UnsupportedAlgorithm
+            | ErrorKind::InvalidAlgorithmName => Malformed("the algorithm must be HS256"),
+            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+                Malformed("claims must be uuid, iat and exp, and sub and purpose strings")
+            }
+            ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer | ErrorKind::InvalidSubject => {
+                Malformed("unexpected aud, iss or sub claim")
+            }
+            _ => Malformed("not a compact JWS with a JSON header and claims"),
+        })?;
         // RFC 8725 section 3.11: explicit typing; we only issue `JWT` (or no `typ`).
         if data.header.typ.as_deref().is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT")) {
             return Err(Malformed("typ must be JWT"));
@@ -1005,6 +1011,31 @@ mod tests {
         let refused = only_b.validate(&dropped.token, &AttemptId::generate()).await;
         assert!(matches!(refused, Err(ValidateError::InvalidSignature)), "{refused:?}");
         assert!(only_b.validate(&new.token, &AttemptId::generate()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_token_without_kid_from_before_key_ids_validates_once_after_a_rotation() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn TokenStore> =
+            Arc::new(EmbeddedStore::open(dir.path().join("r.redb")).unwrap());
+        let (a, b) = (SigningKey::parse(KEY).unwrap(), SigningKey::parse(&[9; 32]).unwrap());
+        let rotated = service_with(&f, store.clone(), KeyRing::new(b).with_previous([a]));
+        let claims = |uuid: Uuid| json!({"uuid": uuid, "iat": NOW, "exp": NOW + 60});
+        let (old, stranger) = (Uuid::new_v4(), Uuid::new_v4());
+        for uuid in [old, stranger] {
+            let record = TokenRecord { uuid, expiry: NOW + 60, pair: None };
+            store.insert(&record, false, NOW).await.unwrap();
+        }
+        let header = json!({"alg": "HS256", "typ": "JWT"});
+        let token = sign(header.clone(), claims(old), KEY);
+        assert!(rotated.validate(&token, &AttemptId::generate()).await.is_ok());
+        let again = rotated.validate(&token, &AttemptId::generate()).await;
+        assert!(matches!(again, Err(ValidateError::AlreadyUsed { used_at: NOW })), "{again:?}");
+
+        let forged = sign(header, claims(stranger), &[7; 32]);
+        let refused = rotated.validate(&forged, &AttemptId::generate()).await;
+        assert!(matches!(refused, Err(ValidateError::InvalidSignature)), "{refused:?}");
     }
 
     #[tokio::test]
