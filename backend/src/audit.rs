@@ -9,7 +9,7 @@
 //! | `uuid` | the token's id; `null` when its signature or shape failed (nothing in it is trusted) |
 //! | `purpose` | the token's `purpose` claim, if any (never its `sub`, which may name a person) |
 //! | `reason` | the refusal's `reason` (as in the API), else `null` |
-//! | `usedAt` | with `replayed` and `reuse_detected`: when the token was first used, RFC 3339 |
+//! | `usedAt` | with `replayed`, `reuse_detected` and `already_used`: when the token was first used, RFC 3339 |
 //! | `expiresAt` | with `issued`: the token's `exp`, RFC 3339 |
 //! | `attemptId` | the validation's `Idempotency-Key` (or generated id), else `null` |
 //! | `requestId` | the request's `X-Request-Id` ([`crate::request`]) |
@@ -20,7 +20,9 @@
 //! ids) or validated (attempt and request ids are short `A-Za-z0-9-_.:` strings).
 //!
 //! `reuse_detected` is a used token presented again by another attempt: for a one-time token,
-//! the sign that someone else has a copy of it. Its `usedAt` is the original use.
+//! the sign that someone else has a copy of it. Its `usedAt` is the original use. The attempt
+//! that used it, retrying after its replay window, is refused `already_used` but is no reuse:
+//! a `refused` line.
 //! `superseded` follows the `issued` line of a token issued with `supersede=true`, with the same
 //! `uuid`: every other unused token of its purpose and subject was revoked in that step.
 
@@ -190,9 +192,13 @@ impl Observer for Telemetry {
                 let reason = reason(error);
                 self.metrics.validation(reason.as_str());
                 let (name, used_at) = match error {
-                    ValidateError::AlreadyUsed { used_at } => {
+                    ValidateError::AlreadyUsed { used_at, own_attempt: false } => {
                         self.metrics.reuse_detected();
                         ("reuse_detected", Some(rfc3339(*used_at)))
+                    }
+                    // The same attempt, after its replay window: a late retry, not a reuse.
+                    ValidateError::AlreadyUsed { used_at, own_attempt: true } => {
+                        ("refused", Some(rfc3339(*used_at)))
                     }
                     _ => ("refused", None),
                 };
@@ -229,7 +235,7 @@ mod tests {
             purpose: Some("password-reset".into()),
         };
         let attempt = AttemptId::generate();
-        let error = ValidateError::AlreadyUsed { used_at: 1_800_000_100 };
+        let error = ValidateError::AlreadyUsed { used_at: 1_800_000_100, own_attempt: false };
         telemetry.observe(&Event::Refused {
             claims: Some(&claims),
             attempt: &attempt,
@@ -254,5 +260,36 @@ mod tests {
                 "time": "2027-01-15T08:03:20Z",
             })
         );
+    }
+
+    #[test]
+    fn the_attempt_that_used_a_token_retrying_after_its_replay_window_is_no_reuse() {
+        let sink = LogSink::memory();
+        let metrics = Arc::new(Metrics::new(None));
+        let telemetry = Telemetry::new(sink.clone(), metrics.clone());
+        let claims = Claims {
+            uuid: uuid::Uuid::nil(),
+            iat: 1_800_000_000,
+            exp: 1_800_003_600,
+            nbf: None,
+            sub: None,
+            purpose: None,
+        };
+        let attempt = AttemptId::generate();
+        let error = ValidateError::AlreadyUsed { used_at: 1_800_000_100, own_attempt: true };
+        let refused = Event::Refused {
+            claims: Some(&claims),
+            attempt: &attempt,
+            error: &error,
+            at: 1_800_001_000,
+        };
+        telemetry.observe(&refused);
+        let line: serde_json::Value = serde_json::from_str(&sink.lines()[0]).unwrap();
+        assert_eq!(line["event"], "refused");
+        assert_eq!(line["reason"], "already_used");
+        assert_eq!(line["usedAt"], "2027-01-15T08:01:40Z");
+        let text = metrics.encode();
+        assert!(text.contains("reuse_detected_total 0\n"), "{text}");
+        assert!(text.contains("validations_total{result=\"already_used\"} 1\n"), "{text}");
     }
 }

@@ -288,7 +288,7 @@ async fn validate(
                  Idempotency-Key, which used it",
             )
         },
-        Err(e @ ValidateError::AlreadyUsed { used_at }) => {
+        Err(e @ ValidateError::AlreadyUsed { used_at, .. }) => {
             ValidateResponse { used_at: Some(rfc3339(used_at)?), ..refused(Reason::AlreadyUsed, e) }
         }
         Err(ValidateError::Store(source @ StoreError::OutcomeUnknown(_))) => {

@@ -207,11 +207,15 @@ pub enum IssueError {
 /// Why a token was not accepted. Every variant but `Store` is the token's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
-    /// Genuine and unexpired, but another attempt used it at `used_at` (epoch seconds).
+    /// Genuine and unexpired, but used at `used_at` (epoch seconds): by another attempt, or by
+    /// this one longer ago than the replay window.
     #[error("Token has already been used")]
     AlreadyUsed {
         /// When it was used, epoch seconds.
         used_at: i64,
+        /// The attempt that used it is this one (a retry after the replay window), so this is
+        /// not a reuse by someone else.
+        own_attempt: bool,
     },
     /// Its `exp` has passed.
     #[error("Token has expired")]
@@ -461,7 +465,9 @@ impl TokenService {
             {
                 Ok(Validated { claims, replayed: Some(at) })
             }
-            Ok(Consumed::Used { at, .. }) => Err(ValidateError::AlreadyUsed { used_at: at }),
+            Ok(Consumed::Used { at, attempt: by }) => {
+                Err(ValidateError::AlreadyUsed { used_at: at, own_attempt: by == *attempt })
+            }
             Ok(Consumed::NotFound) => Err(ValidateError::UnknownToken),
             Ok(Consumed::Expired) => Err(ValidateError::Expired),
             Ok(Consumed::Revoked { at }) => Err(ValidateError::Revoked { revoked_at: at }),
@@ -790,10 +796,15 @@ mod tests {
         let again = f.service.validate(&issued.token, &mine).await.unwrap();
         assert_eq!(again, Validated { claims: issued.claims, replayed: Some(NOW) });
         let theirs = f.service.validate(&issued.token, &other).await;
-        assert!(matches!(theirs, Err(ValidateError::AlreadyUsed { used_at: NOW })), "{theirs:?}");
+        assert!(
+            matches!(theirs, Err(ValidateError::AlreadyUsed { used_at: NOW, own_attempt: false })),
+            "{theirs:?}"
+        );
         f.clock.advance(1);
         let late = f.service.validate(&issued.token, &mine).await;
-        assert!(matches!(late, Err(ValidateError::AlreadyUsed { used_at: NOW })), "{late:?}");
+        let own = ValidateError::AlreadyUsed { used_at: NOW, own_attempt: true };
+        assert!(matches!(late, Err(ref e) if e.to_string() == own.to_string()), "{late:?}");
+        assert!(matches!(late, Err(ValidateError::AlreadyUsed { own_attempt: true, .. })));
     }
 
     #[tokio::test]
@@ -1005,7 +1016,10 @@ mod tests {
         assert_eq!(header.kid.as_deref(), Some(b.kid()));
         assert!(rotated.validate(&kept.token, &AttemptId::generate()).await.is_ok());
         let again = rotated.validate(&kept.token, &AttemptId::generate()).await;
-        assert!(matches!(again, Err(ValidateError::AlreadyUsed { used_at: NOW })), "{again:?}");
+        assert!(
+            matches!(again, Err(ValidateError::AlreadyUsed { used_at: NOW, own_attempt: false })),
+            "{again:?}"
+        );
 
         let only_b = service_with(&f, store, KeyRing::new(b));
         let refused = only_b.validate(&dropped.token, &AttemptId::generate()).await;
@@ -1031,7 +1045,10 @@ mod tests {
         let token = sign(header.clone(), claims(old), KEY);
         assert!(rotated.validate(&token, &AttemptId::generate()).await.is_ok());
         let again = rotated.validate(&token, &AttemptId::generate()).await;
-        assert!(matches!(again, Err(ValidateError::AlreadyUsed { used_at: NOW })), "{again:?}");
+        assert!(
+            matches!(again, Err(ValidateError::AlreadyUsed { used_at: NOW, own_attempt: false })),
+            "{again:?}"
+        );
 
         let forged = sign(header, claims(stranger), &[7; 32]);
         let refused = rotated.validate(&forged, &AttemptId::generate()).await;
