@@ -137,16 +137,19 @@ pub async fn track(
 }
 
 /// The overall deadline of one request: past it the request's work is dropped and the client
-/// gets a JSON `503` ([`ApiError::Timeout`]): `outcome_unknown` for a method that may change
-/// state (a validation may have used the token), `unavailable` for `GET`.
+/// gets a JSON `503` ([`ApiError::Timeout`]): `outcome_unknown` for the requests that change a
+/// token's state (`POST /tokens` may have used it, `POST /tokens/revoke` revoked it),
+/// `unavailable` for every other (`GET`, and `POST /tokens/status`, which never changes
+/// anything).
 ///
 /// A validation (`POST /tokens`) without an `Idempotency-Key` gets one here, before the handler
 /// runs, and every `503 outcome_unknown` it is answered with names it in the `Idempotency-Key`
 /// response header: whether the deadline or the store gave up, the client can retry with it and
 /// learn the outcome (a validation the deadline cut short may still have used the token).
 pub async fn deadline(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
-    let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let validation = request.method() == Method::POST && request.uri().path() == "/tokens";
+    let post = request.method() == Method::POST;
+    let validation = post && request.uri().path() == "/tokens";
+    let changes_state = validation || (post && request.uri().path() == "/tokens/revoke");
     let generated = (validation && !request.headers().contains_key(IDEMPOTENCY_KEY_HEADER))
         .then(|| HeaderValue::from_str(AttemptId::generate().as_str()).ok())
         .flatten();
@@ -157,7 +160,7 @@ pub async fn deadline(State(limit): State<Duration>, mut request: Request, next:
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(seconds = limit.as_secs_f64(), "request timed out");
-            ApiError::Timeout { outcome_unknown: !safe }.into_response()
+            ApiError::Timeout { outcome_unknown: changes_state }.into_response()
         }
     };
     if let Some(key) = generated
@@ -174,7 +177,7 @@ mod tests {
     use super::*;
     use axum::Router;
     use axum::body::Body;
-    use axum::routing::get;
+    use axum::routing::{get, post};
     use tower::ServiceExt;
 
     fn request(headers: &[(&str, &str)], peer: Option<&str>) -> Request {
@@ -218,12 +221,19 @@ mod tests {
     async fn a_request_past_its_deadline_is_answered_as_json_with_its_request_id() {
         let app = Router::new()
             .route("/tokens", get(slow).post(slow))
+            .route("/tokens/status", post(slow))
+            .route("/tokens/revoke", post(slow))
             .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), deadline))
             .layer(axum::middleware::from_fn_with_state(Arc::new(Tracking::default()), track));
-        for (method, reason) in [("GET", "unavailable"), ("POST", "outcome_unknown")] {
+        for (method, path, reason) in [
+            ("GET", "/tokens", "unavailable"),
+            ("POST", "/tokens", "outcome_unknown"),
+            ("POST", "/tokens/revoke", "outcome_unknown"),
+            ("POST", "/tokens/status", "unavailable"),
+        ] {
             let request = axum::http::Request::builder()
                 .method(method)
-                .uri("/tokens")
+                .uri(path)
                 .header(REQUEST_ID_HEADER, "client-chosen-id")
                 .body(Body::empty())
                 .unwrap();
@@ -235,7 +245,7 @@ mod tests {
             let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(body["isValid"], false);
-            assert_eq!(body["reason"], reason, "{method}");
+            assert_eq!(body["reason"], reason, "{method} {path}");
             assert_eq!(body["requestId"], "client-chosen-id");
         }
     }
@@ -255,7 +265,7 @@ mod tests {
             }
         };
         let app = Router::new()
-            .route("/tokens", axum::routing::post(slow_validation))
+            .route("/tokens", post(slow_validation))
             .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), deadline));
         let request = axum::http::Request::builder()
             .method("POST")
