@@ -265,10 +265,18 @@ async fn validate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ValidateResponse>, ApiError> {
-    let (attempt, generated) = match headers.get(IDEMPOTENCY_KEY_HEADER) {
-        None => (AttemptId::generate(), true),
-        Some(value) => {
-            let key = value.to_str().map_err(|e| e.to_string()).and_then(IdempotencyKey::parse);
+    let mut keys = headers.get_all(IDEMPOTENCY_KEY_HEADER).iter();
+    let (attempt, generated) = match (keys.next(), keys.next()) {
+        (None, _) => (AttemptId::generate(), true),
+        (Some(_), Some(_)) => {
+            // The draft's field is a single Structured Field string: two values are ambiguous.
+            return Err(ApiError::BadRequest(format!(
+                "send one {IDEMPOTENCY_KEY_HEADER} header, not several"
+            )));
+        }
+        (Some(value), None) => {
+            // A value that is not visible ASCII breaks the same rule as any other bad key.
+            let key = IdempotencyKey::parse(value.to_str().unwrap_or_default());
             (AttemptId::from_key(key.map_err(ApiError::BadRequest)?), false)
         }
     };

@@ -1,6 +1,7 @@
 use crate::helpers::{TestApp, assert_error};
 use futures::future::join_all;
 use reqwest::StatusCode;
+use serde_json::json;
 use shared::{MAX_BODY_BYTES, Reason};
 
 #[tokio::test]
@@ -47,6 +48,26 @@ async fn a_malformed_idempotency_key_is_a_400_and_leaves_the_token_unused() {
         let message = assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
         assert!(message.contains("Idempotency-Key"), "{key:?}: {message}");
     }
+    assert!(app.validate(&token).await.is_valid);
+}
+
+#[tokio::test]
+async fn two_idempotency_keys_or_a_non_ascii_one_are_a_400_and_leave_the_token_unused() {
+    // A server of its own (spawn_with): these header forms are this server's to judge, not
+    // those of a proxy in front of it.
+    let app = TestApp::spawn_with(|c| c).await;
+    let token = app.issue().await.token;
+    let post = || app.client.post(format!("{}/tokens", app.base)).json(&json!({ "token": token }));
+    let two = app.send(post().header("idempotency-key", "a").header("idempotency-key", "b")).await;
+    let message = assert_error(two, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert_eq!(message, "send one Idempotency-Key header, not several");
+    let umlaut = reqwest::header::HeaderValue::from_bytes("ä".as_bytes()).unwrap();
+    let non_ascii = app.send(post().header("idempotency-key", umlaut)).await;
+    let message = assert_error(non_ascii, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert!(
+        message.starts_with("the Idempotency-Key header must be 1 to 128 characters"),
+        "{message}"
+    );
     assert!(app.validate(&token).await.is_valid);
 }
 
