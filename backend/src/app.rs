@@ -19,7 +19,10 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::{StoreError, TokenStore};
 use crate::tokens::{Lifetimes, TokenService};
 use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get_service;
+use tower::ServiceExt;
 use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -386,15 +389,27 @@ async fn secret_version(
 }
 
 /// Serves the UI at `/` when it has been built; otherwise keeps the API's JSON 404. Only GET
-/// and HEAD reach the UI files; other methods outside the API get the API's JSON 404.
+/// and HEAD reach the UI files, and only a browser's navigation (`Accept: text/html`) gets the
+/// page for a path with no file; everything else outside the API gets the API's JSON 404.
 fn with_ui(api: Router, ui_dir: &Path) -> Router {
     let index = ui_dir.join("index.html");
     if !index.is_file() {
         tracing::warn!(dir = %ui_dir.display(), "web UI not built; serving the API only");
         return api;
     }
-    // SPA fallback: any other path is the page itself, with 200 (as CloudFront does in AWS).
-    let files = ServeDir::new(ui_dir).fallback(ServeFile::new(index));
+    // SPA fallback: any other path is the page itself, with 200 (as CloudFront does in AWS),
+    // for a browser navigating to a deep link (it accepts text/html). Any other client (curl, a
+    // load balancer's health check, a mistyped API path) gets the API's JSON 404.
+    let page = ServeFile::new(index);
+    let deep_link = axum::routing::any(move |request: axum::extract::Request| async move {
+        let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        if accept.is_some_and(|accept| accept.contains("text/html")) {
+            page.oneshot(request).await.into_response()
+        } else {
+            not_found().await.into_response()
+        }
+    });
+    let files = ServeDir::new(ui_dir).fallback(deep_link);
     api.fallback_service(get_service(files).fallback(not_found))
 }
 

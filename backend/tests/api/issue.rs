@@ -106,14 +106,22 @@ async fn head_does_not_issue_a_token() {
 }
 
 #[tokio::test]
-async fn with_the_ui_served_other_methods_outside_the_api_still_get_json() {
+async fn with_the_ui_served_only_a_browser_gets_the_page_for_an_unknown_path() {
     let ui = tempfile::tempdir().unwrap();
     std::fs::write(ui.path().join("index.html"), "<html>ui</html>").unwrap();
     let ui_dir = ui.path().to_owned();
     let app = TestApp::spawn_with(|c| backend::server::Config { ui_dir, ..c }).await;
-    let page = app.get("/anything").await;
+    // A browser following a deep link gets the page; a client that does not ask for HTML (a
+    // mistyped API path, a health check) gets the API's JSON 404.
+    let browser = app.client.get(format!("{}/some/deep/link", app.base));
+    let page = app.send(browser.header("accept", "text/html,application/xhtml+xml;q=0.9")).await;
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.text().await.unwrap(), "<html>ui</html>");
+    for path in ["/healthz", "/tokens/", "/api/tokens", "/metrics/"] {
+        assert_error(app.get(path).await, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let root = app.get("/").await;
+    assert_eq!(root.status(), StatusCode::OK, "the page itself is a file");
     let post = app.send(app.client.post(format!("{}/tokens/", app.base)).body("{}")).await;
     assert_error(post, StatusCode::NOT_FOUND, "not_found").await;
 }
