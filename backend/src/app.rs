@@ -22,12 +22,12 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get_service;
-use tower::ServiceExt;
 use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
 /// Everything that decides how the service behaves.
@@ -305,7 +305,16 @@ pub async fn build(settings: Settings) -> Result<App, StartupError> {
     let store: Arc<dyn TokenStore> = match settings.store {
         #[cfg(feature = "embedded-store")]
         StoreSettings::Embedded { path } => {
-            let store = EmbeddedStore::open(&path)
+            // Records hold subjects' pair keys and attempt ids: readable by the owner only.
+            // redb initializes an empty file it is given, so a new one is made 0600 first.
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let store = options
+                .open(&path)
+                .map_err(|e| StoreError::Internal(e.into()))
+                .and_then(|_| EmbeddedStore::open(&path))
                 .map_err(|source| StartupError::Store { path: path.clone(), source })?;
             let store = Arc::new(store);
             embedded = Some(store.clone());

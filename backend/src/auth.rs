@@ -32,14 +32,17 @@ pub struct IssuerKeys(Vec<Vec<u8>>);
 
 impl IssuerKeys {
     /// Parses keys separated by commas or newlines (a file has one key per line); surrounding
-    /// whitespace and empty entries are ignored.
+    /// whitespace, empty entries and lines that start with `#` (comments) are ignored, so no key
+    /// may start with `#`.
     ///
     /// # Errors
     /// A message (never containing a key) if there is no key or one is shorter than
     /// [`MIN_ISSUER_KEY_BYTES`].
     pub fn parse(text: &str) -> Result<Self, String> {
         let keys: Vec<Vec<u8>> = text
-            .split([',', '\n'])
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .flat_map(|line| line.split(','))
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .map(|k| k.as_bytes().to_vec())
@@ -135,6 +138,17 @@ mod tests {
         assert_eq!(IssuerKeys::parse(" , \n").unwrap_err(), "no issuer key given");
         let short = IssuerKeys::parse(&format!("{A},short-key")).unwrap_err();
         assert_eq!(short, "issuer key 2 of 2 is 9 bytes; issuer keys must be at least 32");
+    }
+
+    #[test]
+    fn comment_lines_in_an_issuer_keys_file_are_not_keys() {
+        let comment = "# issuer keys for the production deployment, one a line";
+        let keys = IssuerKeys::parse(&format!("{comment}\n{A}\n  # {B}\n")).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(keys.accepts(A.as_bytes()));
+        assert!(!keys.accepts(comment.as_bytes()));
+        assert!(!keys.accepts(format!("# {B}").as_bytes()) && !keys.accepts(B.as_bytes()));
+        assert_eq!(IssuerKeys::parse(comment).unwrap_err(), "no issuer key given");
     }
 
     #[test]

@@ -213,7 +213,13 @@ impl Server {
             request_timeout: Duration::from_secs(config.request_timeout),
             emf_function_name: None,
         };
-        std::fs::create_dir_all(&config.data_dir)
+        // Made for the owner only (the key file and the records are in it); an existing
+        // directory keeps the mode it has.
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&config.data_dir)
             .map_err(|source| StartupError::DataDir { path: config.data_dir.clone(), source })?;
         let key = match &config.secret {
             Some(secret) => KeySource::Value(secret.expose().to_owned()),
