@@ -24,12 +24,13 @@ use crate::contract::{
 };
 use crate::http::{AllowedOrigins, ApiError, cors};
 use crate::keys::Secret;
+use crate::ops::METRICS_CONTENT_TYPE;
 use crate::request::DEFAULT_REQUEST_TIMEOUT_SECS;
 use crate::tokens::{
     DEFAULT_LIFETIME_SECS, DEFAULT_MAX_LIFETIME_SECS, DEFAULT_REPLAY_WINDOW_SECS, Lifetimes,
 };
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
@@ -166,6 +167,24 @@ pub fn event_kind(request: &Request) -> &'static str {
         Some(RequestContext::ApiGatewayV2(_)) => "apigw_v2",
         _ => "other",
     }
+}
+
+/// `request` through `router`, its answer [`marked_for_lambda_http`].
+async fn serve(router: Router, request: Request) -> Response {
+    marked_for_lambda_http(router.oneshot(request).await.unwrap_or_else(|e| match e {}))
+}
+
+/// `response`, with the metrics' OpenMetrics text marked as text for lambda_http, which sends a
+/// body whose content type it does not know as base64 (API Gateway would pass that on
+/// undecoded). Only the Lambda does this: the header means nothing to a local client.
+pub fn marked_for_lambda_http(mut response: Response) -> Response {
+    if response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t == METRICS_CONTENT_TYPE) {
+        response.headers_mut().insert(
+            HeaderName::from_static("x-lambda-http-content-encoding"),
+            HeaderValue::from_static("text"),
+        );
+    }
+    response
 }
 
 /// Removes the API Gateway stage from the front of the path (`/prod/tokens` -> `/tokens`), so
@@ -326,7 +345,7 @@ impl LambdaApp {
             State::Serving(router) => {
                 let router = router.clone();
                 drop(state);
-                return router.oneshot(request).await.unwrap_or_else(|e| match e {});
+                return serve(router, request).await;
             }
             State::Misconfigured => {
                 tracing::error!("not serving: the configuration is invalid (see the cold start)");
@@ -344,7 +363,7 @@ impl LambdaApp {
                         tracing::info!(failures, "cold start succeeded on a retry");
                         *state = State::Serving(router.clone());
                         drop(state);
-                        return router.oneshot(request).await.unwrap_or_else(|e| match e {});
+                        return serve(router, request).await;
                     }
                     Err(cause) => {
                         let failures = failures.saturating_add(1);

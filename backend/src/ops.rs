@@ -19,7 +19,7 @@ use crate::limits::{RateLimit, limit};
 use crate::metrics::Metrics;
 use crate::request::{DEFAULT_REQUEST_TIMEOUT_SECS, Tracking, deadline, track};
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -63,15 +63,8 @@ impl Guards {
             get(move || {
                 let metrics = metrics.clone();
                 async move {
-                    let headers = [
-                        (header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE)),
-                        // lambda_http sends bodies of types it does not know as text base64
-                        // encoded, which API Gateway passes on undecoded; this says "text".
-                        (
-                            HeaderName::from_static("x-lambda-http-content-encoding"),
-                            HeaderValue::from_static("text"),
-                        ),
-                    ];
+                    let headers =
+                        [(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))];
                     (headers, metrics.encode()).into_response()
                 }
             }),

@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::config::Credentials;
 use axum::Router;
 use backend::app::{Settings, StoreSettings};
 use backend::audit::LogSink;
-use backend::lambda::{LambdaConfig, strip_stage};
+use backend::lambda::{LambdaConfig, marked_for_lambda_http, strip_stage};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -76,7 +76,7 @@ impl TestLambda {
 
     async fn invoke(&self, event: Value) -> Answer {
         let payload: LambdaRequest = serde_json::from_value(event).unwrap();
-        let app = self.router.clone().map_request(strip_stage);
+        let app = self.router.clone().map_request(strip_stage).map_response(marked_for_lambda_http);
         let response = Adapter::from(app)
             .oneshot(LambdaEvent::new(payload, Context::default()))
             .await

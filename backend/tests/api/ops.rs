@@ -34,6 +34,8 @@ impl TestApp {
             response.headers()["content-type"],
             "application/openmetrics-text; version=1.0.0; charset=utf-8"
         );
+        let lambda_only = response.headers().get("x-lambda-http-content-encoding");
+        assert!(lambda_only.is_none(), "the Lambda's text marker leaked: {lambda_only:?}");
         response.text().await.unwrap()
     }
 }
