@@ -22,7 +22,7 @@
 //! token to two people.
 
 use crate::ops::{Guards, GuardsDoc};
-use crate::request::REQUEST_ID_HEADER;
+use crate::request::{REQUEST_ID_HEADER, RequestIdDoc, Tracking};
 use crate::store::{AttemptId, StoreError};
 use crate::tokens::{
     Binding, IssueError, IssueOptions, Report, Standing, TokenService, ValidateError, Validated,
@@ -31,6 +31,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -81,10 +82,11 @@ impl AllowedOrigins {
     }
 }
 
-/// The API router without guards: routes, body limit, `Cache-Control: no-store`, CORS and JSON
-/// fallbacks ([`api`] with [`Guards::default`]).
+/// The API router without guards: routes, body limit, `Cache-Control: no-store`, CORS, JSON
+/// fallbacks ([`api`] with [`Guards::default`]) and, outermost, request ids
+/// ([`crate::request::track`]), as every answer of the servers has them.
 pub fn router(service: Arc<TokenService>, origins: &AllowedOrigins) -> Router {
-    api(service, origins, &Guards::default())
+    crate::ops::outer(api(service, origins, &Guards::default()), Tracking::default())
 }
 
 /// The API router: routes, body limit, `Cache-Control: no-store`, `guards`, CORS and JSON
@@ -102,6 +104,7 @@ pub fn api(service: Arc<TokenService>, origins: &AllowedOrigins, guards: &Guards
         .merge(guards.routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(no_head_allowed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -151,9 +154,9 @@ pub fn cors(origins: &AllowedOrigins) -> Option<CorsLayer> {
     path = "/tokens",
     tag = "tokens",
     params(
-        ("ttl" = Option<u64>, Query, description = "Lifetime in seconds, 1 to the maximum (default 28800)"),
-        ("purpose" = Option<String>, Query, description = "Purpose to bind: 1-64 characters of [a-z0-9._-]"),
-        ("subject" = Option<String>, Query, description = "Subject to bind (the `sub` claim): 1-256 bytes of UTF-8, an opaque id, not an e-mail address"),
+        ("ttl" = Option<u64>, Query, minimum = 1, description = "Lifetime in seconds, 1 to the deployment's maximum (604800, 7 days, unless configured); default 28800"),
+        ("purpose" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[a-z0-9._-]{1,64}$", description = "Purpose to bind: 1-64 characters of [a-z0-9._-]"),
+        ("subject" = Option<String>, Query, min_length = 1, max_length = 256, description = "Subject to bind (the `sub` claim): 1-256 bytes of UTF-8, an opaque id, not an e-mail address"),
         ("supersede" = Option<bool>, Query, description = "With purpose and subject: revoke every outstanding unused token of that pair"),
     ),
     responses(
@@ -415,7 +418,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
             shape with a `reason`."
     ),
     paths(issue, validate, status, revoke, health, ready, openapi),
-    modifiers(&GuardsDoc),
+    modifiers(&GuardsDoc, &RequestIdDoc),
     components(schemas(
         IssueResponse,
         ValidateRequest,
@@ -485,6 +488,17 @@ pub async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// A `405` of `/tokens` with `Allow: GET,POST` (RFC 9110 section 10.2.1): axum would list
+/// `HEAD` too, which is routed there only to be refused, and a refused `HEAD` none at all.
+async fn no_head_allowed(request: axum::extract::Request, next: Next) -> Response {
+    let tokens = request.uri().path() == "/tokens";
+    let mut response = next.run(request).await;
+    if tokens && response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,POST"));
+    }
+    response
 }
 
 /// Every way a request can fail, mapped to status and body in one place ([`IntoResponse`]).

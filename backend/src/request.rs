@@ -101,6 +101,49 @@ fn lambda_context(request: &Request) -> Option<(Option<IpAddr>, Option<String>)>
     Some((source_ip.as_deref().and_then(|ip| ip.parse().ok()), request_id.clone()))
 }
 
+/// Adds `X-Request-Id` to the OpenAPI document: an optional request header of every operation
+/// (kept when it is 1 to [`MAX_REQUEST_ID_BYTES`] characters of `A-Za-z0-9-_.:`, else replaced)
+/// and a header of every response ([`track`] sets it on all of them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIdDoc;
+
+impl utoipa::Modify for RequestIdDoc {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{RefOr, Required};
+        let text = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_REQUEST_ID_BYTES))
+                .pattern(Some("^[A-Za-z0-9._:-]+$"))
+        };
+        let parameter = ParameterBuilder::new()
+            .name("X-Request-Id")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .schema(Some(text()))
+            .description(Some("The client's id for this request, else one is made"))
+            .build();
+        let header = HeaderBuilder::new()
+            .schema(text())
+            .description(Some("This request's id (the client's, or the one made for it)"))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.head].into_iter().flatten() {
+                operation.parameters.get_or_insert_with(Vec::new).push(parameter.clone());
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        response.headers.insert("X-Request-Id".into(), header.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The outermost middleware: request id, client address, tracing span and response counts.
 pub async fn track(
     State(tracking): State<Arc<Tracking>>,

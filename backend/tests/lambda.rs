@@ -238,7 +238,7 @@ async fn a_malformed_body_is_a_400_with_cors_headers_not_a_lambda_error() {
     assert_eq!(answer.status(), 400, "{answer:?}");
     answer.assert_api_headers();
     assert_eq!(
-        answer.json(),
+        answer.error_json(),
         json!({
             "isValid": false,
             "message": "the body must be JSON of the form {\"token\": \"<JWT>\"} \
@@ -257,7 +257,7 @@ async fn a_post_without_a_body_is_a_400_with_cors_headers() {
     assert_eq!(answer.status(), 400, "{answer:?}");
     answer.assert_api_headers();
     assert_eq!(
-        answer.json(),
+        answer.error_json(),
         json!({
             "isValid": false,
             "message": "the body must be JSON of the form {\"token\": \"<JWT>\"} \
@@ -276,7 +276,7 @@ async fn a_body_over_8_kib_is_a_413_with_cors_headers() {
     assert_eq!(answer.status(), 413, "{answer:?}");
     answer.assert_api_headers();
     assert_eq!(
-        answer.json(),
+        answer.error_json(),
         json!({
             "isValid": false,
             "message": "the request body is larger than 8192 bytes",
@@ -292,7 +292,7 @@ async fn an_unknown_route_is_a_404_in_the_api_error_shape() {
     assert_eq!(answer.status(), 404, "{answer:?}");
     answer.assert_api_headers();
     assert_eq!(
-        answer.json(),
+        answer.error_json(),
         json!({
             "isValid": false,
             "message": "no such endpoint; the API is described at GET /openapi.json",

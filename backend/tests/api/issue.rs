@@ -71,6 +71,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let post = app.send(app.client.post(format!("{}/no-such-endpoint", app.base))).await;
     assert_error(post, StatusCode::NOT_FOUND, "not_found").await;
     let delete = app.send(app.client.delete(format!("{}/tokens", app.base))).await;
+    assert_eq!(delete.headers()["allow"], "GET,POST", "HEAD is refused there too");
     assert_error(delete, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
@@ -103,6 +104,7 @@ async fn head_does_not_issue_a_token() {
     let app = TestApp::spawn().await;
     let head = app.send(app.client.head(format!("{}/tokens", app.base))).await;
     assert_eq!(head.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(head.headers()["allow"], "GET,POST");
 }
 
 #[tokio::test]

@@ -122,6 +122,17 @@ impl LambdaAnswer {
         serde_json::from_str(self.response["body"].as_str().unwrap()).unwrap()
     }
 
+    /// The JSON error body without its `requestId`, after checking that it is the request's id
+    /// as the `X-Request-Id` header says (API Gateway's `requestContext.requestId`).
+    pub fn error_json(&self) -> Value {
+        let mut body = self.json();
+        let id = body.as_object_mut().and_then(|body| body.remove("requestId"));
+        let header = self.header("x-request-id");
+        assert!(header.as_deref().is_some_and(|h| !h.is_empty()), "{self:?}");
+        assert_eq!(id.as_ref().and_then(Value::as_str), header.as_deref(), "{self:?}");
+        body
+    }
+
     /// Checks the response is of its payload's shape, with nothing sent twice: a REST
     /// response's `headers` is empty (API Gateway merges it with `multiValueHeaders`); a v2
     /// response has no `multiValueHeaders` (HTTP APIs ignore them) and no cookies.
