@@ -120,7 +120,7 @@ async fn a_full_disk_answers_unavailable_and_the_store_recovers_by_itself() {
     let mut refused = 0;
     for _ in 0..200 {
         match store.insert(&record(2_000), false, 1_000).await {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(StoreError::Unavailable(_)) => refused += 1,
             Err(other) => panic!("a full disk must be unavailable, got {other:?}"),
         }
@@ -312,7 +312,7 @@ async fn records_of_the_previous_format_are_migrated_with_their_states_and_pairs
     // The pair came along: a superseding issue revokes the migrated token.
     let pair = Pair { purpose: "login".into(), subject: "alice".into() };
     let newer = TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000, pair: Some(pair) };
-    store.insert(&newer, true, 1_300).await.unwrap();
+    assert_eq!(store.insert(&newer, true, 1_300).await.unwrap().superseded, vec![bound]);
     assert_eq!(
         store.consume(bound, &attempt, 1_301).await.unwrap(),
         Consumed::Revoked { at: 1_300 }
