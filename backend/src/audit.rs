@@ -11,6 +11,7 @@
 //! | `reason` | the refusal's `reason` (as in the API), else `null` |
 //! | `usedAt` | with `replayed`, `reuse_detected` and `already_used`: when the token was first used, RFC 3339 |
 //! | `expiresAt` | with `issued`: the token's `exp`, RFC 3339 |
+//! | `supersededBy` | with `superseded`: the `uuid` of the newer token whose issue revoked it |
 //! | `attemptId` | the validation's `Idempotency-Key` (or generated id), else `null` |
 //! | `requestId` | the request's `X-Request-Id` ([`crate::request`]) |
 //! | `client` | the client's address, if known |
@@ -23,8 +24,12 @@
 //! the sign that someone else has a copy of it. Its `usedAt` is the original use. The attempt
 //! that used it, retrying after its replay window, is refused `already_used` but is no reuse:
 //! a `refused` line.
-//! `superseded` follows the `issued` line of a token issued with `supersede=true`, with the same
-//! `uuid`: every other unused token of its purpose and subject was revoked in that step.
+//! `superseded` is an unused token revoked because a newer token of its purpose and subject was
+//! issued with `supersede=true`: one line per token so revoked, after the newer token's `issued`
+//! line, with the revoked token's `uuid` (and the shared `purpose`) and the newer token's in
+//! `supersededBy`. An issue with `supersede=true` that found nothing to revoke writes no such
+//! line. `revoked` is a token revoked by `POST /tokens/revoke`. Both count in the
+//! `tokens_revoked` metric.
 
 use crate::metrics::Metrics;
 use crate::observe::{Event, Observer, reason};
@@ -102,6 +107,8 @@ struct AuditLine<'a> {
     used_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    superseded_by: Option<String>,
     attempt_id: Option<&'a str>,
     request_id: Option<String>,
     client: Option<String>,
@@ -147,24 +154,30 @@ impl Observer for Telemetry {
             reason: None,
             used_at: None,
             expires_at: None,
+            superseded_by: None,
             attempt_id: None,
             request_id: context.as_ref().map(|c| c.id.clone()),
             client: context.as_ref().and_then(|c| c.client).map(|ip| ip.to_string()),
             time: rfc3339(at),
         };
         match *event {
-            Event::Issued { claims, superseding, at } => {
+            Event::Issued { claims, at } => {
                 self.metrics.issued();
-                let issued = |event| AuditLine {
+                self.write(AuditLine {
                     uuid: Some(claims.uuid.to_string()),
                     purpose: claims.purpose.as_deref(),
                     expires_at: Some(rfc3339(claims.exp)),
-                    ..line(event, at)
-                };
-                self.write(issued("issued"));
-                if superseding {
-                    self.write(issued("superseded"));
-                }
+                    ..line("issued", at)
+                });
+            }
+            Event::Superseded { uuid, by, at } => {
+                self.metrics.revoked();
+                self.write(AuditLine {
+                    uuid: Some(uuid.to_string()),
+                    purpose: by.purpose.as_deref(),
+                    superseded_by: Some(by.uuid.to_string()),
+                    ..line("superseded", at)
+                });
             }
             Event::Revoked { claims, at } => {
                 self.metrics.revoked();
@@ -222,18 +235,22 @@ mod tests {
     use crate::tokens::Claims;
     use serde_json::json;
 
-    #[test]
-    fn a_reuse_is_its_own_event_with_the_original_use_time() {
-        let sink = LogSink::memory();
-        let telemetry = Telemetry::new(sink.clone(), Arc::new(Metrics::new(None)));
-        let claims = Claims {
+    fn claims() -> Claims {
+        Claims {
             uuid: uuid::Uuid::nil(),
             iat: 1_800_000_000,
             exp: 1_800_003_600,
             nbf: None,
             sub: Some("user-42".into()),
             purpose: Some("password-reset".into()),
-        };
+        }
+    }
+
+    #[test]
+    fn a_reuse_is_its_own_event_with_the_original_use_time() {
+        let sink = LogSink::memory();
+        let telemetry = Telemetry::new(sink.clone(), Arc::new(Metrics::new(None)));
+        let claims = claims();
         let attempt = AttemptId::generate();
         let error = ValidateError::AlreadyUsed { used_at: 1_800_000_100, own_attempt: false };
         telemetry.observe(&Event::Refused {
@@ -291,5 +308,34 @@ mod tests {
         let text = metrics.encode();
         assert!(text.contains("reuse_detected_total 0\n"), "{text}");
         assert!(text.contains("validations_total{result=\"already_used\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn a_superseded_token_is_named_by_its_own_uuid_and_counted_as_revoked() {
+        let sink = LogSink::memory();
+        let metrics = Arc::new(Metrics::new(None));
+        let telemetry = Telemetry::new(sink.clone(), metrics.clone());
+        let newer = claims();
+        let revoked = uuid::Uuid::from_u128(7);
+        telemetry.observe(&Event::Superseded { uuid: revoked, by: &newer, at: 1_800_000_000 });
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 1);
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(
+            line,
+            json!({
+                "log": "audit",
+                "event": "superseded",
+                "uuid": "00000000-0000-0000-0000-000000000007",
+                "purpose": "password-reset",
+                "reason": null,
+                "supersededBy": "00000000-0000-0000-0000-000000000000",
+                "attemptId": null,
+                "requestId": null,
+                "client": null,
+                "time": "2027-01-15T08:00:00Z",
+            })
+        );
+        assert!(metrics.encode().lines().any(|l| l == "tokens_revoked_total 1"));
     }
 }

@@ -8,7 +8,7 @@
 //! | name | kind | labels (Prometheus) / dimensions (EMF) |
 //! |---|---|---|
 //! | `tokens_issued` | counter | |
-//! | `tokens_revoked` | counter | (unused tokens revoked by `POST /tokens/revoke`) |
+//! | `tokens_revoked` | counter | (unused tokens revoked: by `POST /tokens/revoke`, or superseded by an issue with `supersede=true`) |
 //! | `validations` | counter | `result`: `valid`, `replayed`, or the refusal's `reason` |
 //! | `reuse_detected` | counter | (a used token presented again by another attempt) |
 //! | `store_operation_duration_seconds` | histogram, seconds | `operation`: `insert`, `consume`, `revoke`, `status`, `ready` |
@@ -26,7 +26,9 @@
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>.
 
 use crate::audit::LogSink;
-use crate::store::{AttemptId, Consumed, Revoked, StoreError, Stored, TokenRecord, TokenStore};
+use crate::store::{
+    AttemptId, Consumed, Inserted, Revoked, StoreError, Stored, TokenRecord, TokenStore,
+};
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,7 +44,8 @@ use uuid::Uuid;
 pub mod names {
     /// Tokens issued (their records stored).
     pub const TOKENS_ISSUED: &str = "tokens_issued";
-    /// Unused tokens revoked by `POST /tokens/revoke`.
+    /// Unused tokens revoked: by `POST /tokens/revoke`, or superseded by an issue with
+    /// `supersede=true` (one per token it revoked).
     pub const TOKENS_REVOKED: &str = "tokens_revoked";
     /// Validations, by `result`.
     pub const VALIDATIONS: &str = "validations";
@@ -142,7 +145,11 @@ impl Metrics {
         let issued = Counter::default();
         registry.register(TOKENS_ISSUED, "Tokens issued", issued.clone());
         let revoked = Counter::default();
-        registry.register(TOKENS_REVOKED, "Unused tokens revoked", revoked.clone());
+        registry.register(
+            TOKENS_REVOKED,
+            "Unused tokens revoked, by a revoke call or superseded",
+            revoked.clone(),
+        );
         let validations = Family::<ResultLabel, Counter>::default();
         registry.register(
             VALIDATIONS,
@@ -213,7 +220,7 @@ impl Metrics {
         self.emit(names::TOKENS_ISSUED, None, 1.0, "Count");
     }
 
-    /// An unused token was revoked.
+    /// An unused token was revoked (by a revoke call, or superseded).
     pub fn revoked(&self) {
         self.revoked.inc();
         self.emit(names::TOKENS_REVOKED, None, 1.0, "Count");
@@ -367,7 +374,7 @@ impl TokenStore for MeteredStore {
         record: &TokenRecord,
         supersede: bool,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Inserted, StoreError> {
         let started = Instant::now();
         let result = self.inner.insert(record, supersede, now).await;
         self.metrics.store_call("insert", started, result.as_ref().err());

@@ -1,21 +1,30 @@
-//! What the use cases tell the outside world: one [`Event`] per token issued, used, replayed or
-//! refused, given to an injected [`Observer`]. The audit log and the metrics
-//! ([`crate::audit::Telemetry`]) are observers; the use cases know nothing of either.
+//! What the use cases tell the outside world: one [`Event`] per token issued, superseded,
+//! revoked, used, replayed or refused, given to an injected [`Observer`]. The audit log and the
+//! metrics ([`crate::audit::Telemetry`]) are observers; the use cases know nothing of either.
 
 use crate::store::{AttemptId, StoreError};
 use crate::tokens::{Claims, ValidateError};
 use shared::Reason;
+use uuid::Uuid;
 
 /// Something that happened to a token. Times are epoch seconds from the service's clock.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// A token was issued: its record is stored and the token handed out. With `superseding`,
-    /// the same step revoked every other unused token of its purpose and subject.
+    /// A token was issued: its record is stored and the token handed out.
     Issued {
         /// Its claims.
         claims: &'a Claims,
-        /// Whether it superseded its pair's unused tokens.
-        superseding: bool,
+        /// When.
+        at: i64,
+    },
+    /// An unused token was revoked because `by`, of the same purpose and subject, was issued
+    /// with `supersede=true` (in the same atomic step as `by`'s insert). One event per token
+    /// revoked, after `by`'s [`Event::Issued`].
+    Superseded {
+        /// The revoked token's `uuid`. Its purpose is `by`'s; its subject too.
+        uuid: Uuid,
+        /// The claims of the token that superseded it.
+        by: &'a Claims,
         /// When.
         at: i64,
     },

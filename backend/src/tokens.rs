@@ -304,7 +304,8 @@ impl TokenService {
         self
     }
 
-    /// Tells `observer` about every token issued, used, replayed and refused.
+    /// Tells `observer` about every token issued, superseded, revoked, used, replayed and
+    /// refused.
     #[must_use]
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = observer;
@@ -385,12 +386,12 @@ impl TokenService {
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| IssueError::Store(StoreError::Internal(e.into())))?;
         let record = TokenRecord { uuid: claims.uuid, expiry: claims.exp, pair };
-        self.store.insert(&record, options.supersede, iat).await.map_err(IssueError::Store)?;
-        self.observer.observe(&Event::Issued {
-            claims: &claims,
-            superseding: options.supersede,
-            at: iat,
-        });
+        let inserted =
+            self.store.insert(&record, options.supersede, iat).await.map_err(IssueError::Store)?;
+        self.observer.observe(&Event::Issued { claims: &claims, at: iat });
+        for &uuid in &inserted.superseded {
+            self.observer.observe(&Event::Superseded { uuid, by: &claims, at: iat });
+        }
         Ok(Issued { token, claims })
     }
 

@@ -8,8 +8,8 @@
 //! depend on the wall clock and can share one table.
 
 use super::{
-    AttemptId, Consumed, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State, StoreError, Stored,
-    TokenRecord, TokenStore,
+    AttemptId, Consumed, Inserted, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State, StoreError,
+    Stored, TokenRecord, TokenStore,
 };
 use futures::future::join_all;
 use std::sync::Arc;
@@ -121,6 +121,11 @@ pub async fn one_of_many_concurrent_consumes_wins(store: Arc<dyn TokenStore>) {
     }
 }
 
+/// Whether an insert's task stored its record and, having no pair, superseded nothing.
+fn stored_alone(joined: &Result<Result<Inserted, StoreError>, tokio::task::JoinError>) -> bool {
+    matches!(joined, Ok(Ok(inserted)) if inserted.superseded.is_empty())
+}
+
 /// Concurrent inserts of one record (an insert and its retries) all succeed and store it once;
 /// concurrent inserts of different records under one uuid store exactly one.
 pub async fn concurrent_inserts_store_one_record(store: Arc<dyn TokenStore>) {
@@ -129,7 +134,7 @@ pub async fn concurrent_inserts_store_one_record(store: Arc<dyn TokenStore>) {
         let (store, token) = (Arc::clone(&store), token.clone());
         tokio::spawn(async move { store.insert(&token, false, 1_000).await })
     });
-    assert!(join_all(tasks).await.iter().all(|r| matches!(r, Ok(Ok(())))));
+    assert!(join_all(tasks).await.iter().all(stored_alone));
     let attempt = AttemptId::generate();
     assert_eq!(store.consume(token.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
 
@@ -140,7 +145,7 @@ pub async fn concurrent_inserts_store_one_record(store: Arc<dyn TokenStore>) {
         tokio::spawn(async move { store.insert(&token, false, 1_000).await })
     });
     let results = join_all(tasks).await;
-    let stored = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+    let stored = results.iter().filter(|r| stored_alone(r)).count();
     let refused = results.iter().filter(|r| matches!(r, Ok(Err(StoreError::Duplicate)))).count();
     assert_eq!((stored, refused), (1, CONTENDERS - 1));
 }
@@ -253,7 +258,8 @@ pub async fn supersede_revokes_the_pairs_unused_tokens(store: &dyn TokenStore) {
     let attempt = AttemptId::generate();
     assert_eq!(store.consume(used.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
     let newest = paired(2_000, &pair);
-    store.insert(&newest, true, 1_100).await.unwrap();
+    let inserted = store.insert(&newest, true, 1_100).await.unwrap();
+    assert_eq!(sorted(inserted.superseded), sorted(vec![a.uuid, b.uuid]));
     for token in [&a, &b] {
         assert_eq!(state(store, token.uuid).await, State::Revoked { at: 1_100 });
         let refused = store.consume(token.uuid, &attempt, 1_200).await.unwrap();
@@ -265,8 +271,44 @@ pub async fn supersede_revokes_the_pairs_unused_tokens(store: &dyn TokenStore) {
     }
 }
 
+fn sorted(mut uuids: Vec<Uuid>) -> Vec<Uuid> {
+    uuids.sort();
+    uuids
+}
+
+/// A superseding insert reports exactly the tokens it revoked: none in an empty pair, the
+/// unused and unexpired ones otherwise (not the used or the expired one, nor itself). Retried
+/// after a lost answer, it finds its own record, reports none and changes nothing.
+pub async fn a_superseding_insert_reports_exactly_the_tokens_it_revoked(store: &dyn TokenStore) {
+    let pair = fresh_pair();
+    let first = paired(2_000, &pair);
+    assert_eq!(store.insert(&first, true, 1_000).await.unwrap(), Inserted::default());
+    let (a, b, used, expired) =
+        (paired(2_000, &pair), paired(2_000, &pair), paired(2_000, &pair), paired(1_050, &pair));
+    for token in [&a, &b, &used, &expired] {
+        assert_eq!(store.insert(token, false, 1_000).await.unwrap(), Inserted::default());
+    }
+    let attempt = AttemptId::generate();
+    assert_eq!(store.consume(used.uuid, &attempt, 1_000).await.unwrap(), Consumed::Consumed);
+
+    let newest = paired(2_000, &pair);
+    let inserted = store.insert(&newest, true, 1_100).await.unwrap();
+    assert_eq!(sorted(inserted.superseded), sorted(vec![first.uuid, a.uuid, b.uuid]));
+    assert_eq!(store.insert(&newest, true, 1_100).await.unwrap(), Inserted::default());
+    for token in [&first, &a, &b] {
+        assert_eq!(state(store, token.uuid).await, State::Revoked { at: 1_100 });
+    }
+    assert_eq!(state(store, used.uuid).await, State::Used { at: 1_000, attempt });
+    assert_eq!(state(store, expired.uuid).await, State::Unused);
+    assert_eq!(state(store, newest.uuid).await, State::Unused);
+
+    let last = paired(2_000, &pair);
+    let inserted = store.insert(&last, true, 1_200).await.unwrap();
+    assert_eq!(inserted.superseded, vec![newest.uuid]);
+}
+
 /// Concurrent superseding inserts into one pair: afterwards exactly one of their tokens can be
-/// consumed.
+/// consumed, and each of the others was reported superseded by exactly one of the inserts.
 pub async fn concurrent_supersedes_leave_one_usable_token(store: Arc<dyn TokenStore>) {
     let pair = fresh_pair();
     let tokens: Vec<TokenRecord> = (0..8).map(|_| paired(2_000, &pair)).collect();
@@ -274,17 +316,20 @@ pub async fn concurrent_supersedes_leave_one_usable_token(store: Arc<dyn TokenSt
         let (store, token) = (Arc::clone(&store), token.clone());
         tokio::spawn(async move { store.insert(&token, true, 1_000).await })
     });
+    let mut superseded = Vec::new();
     for inserted in join_all(inserts).await {
-        inserted.unwrap().unwrap();
+        superseded.extend(inserted.unwrap().unwrap().superseded);
     }
-    let mut consumed = 0;
+    let mut usable = Vec::new();
     for token in &tokens {
         let attempt = AttemptId::generate();
         if store.consume(token.uuid, &attempt, 1_001).await.unwrap() == Consumed::Consumed {
-            consumed += 1;
+            usable.push(token.uuid);
         }
     }
-    assert_eq!(consumed, 1);
+    assert_eq!(usable.len(), 1);
+    let others = tokens.iter().map(|t| t.uuid).filter(|uuid| *uuid != usable[0]).collect();
+    assert_eq!(sorted(superseded), sorted(others));
 }
 
 /// A superseding insert races the consume of an older token of its pair, [`ROUNDS`] times: the
@@ -299,13 +344,15 @@ pub async fn supersede_races_the_consume_of_an_older_token(store: Arc<dyn TokenS
             store.consume(old.uuid, &attempt, 1_000),
             store.insert(&new, true, 1_000)
         );
-        inserted.unwrap();
+        let superseded = inserted.unwrap().superseded;
         match consumed.unwrap() {
             Consumed::Consumed => {
                 assert_eq!(state(&*store, old.uuid).await, State::Used { at: 1_000, attempt });
+                assert_eq!(superseded, Vec::<Uuid>::new(), "round {round}");
             }
             Consumed::Revoked { at: 1_000 } => {
                 assert_eq!(state(&*store, old.uuid).await, State::Revoked { at: 1_000 });
+                assert_eq!(superseded, vec![old.uuid], "round {round}");
             }
             other => panic!("round {round}: {other:?}"),
         }
@@ -326,7 +373,8 @@ pub async fn a_full_pair_refuses_more_tokens_until_superseded(store: &dyn TokenS
     let refused = store.insert(&one_more, false, 1_000).await;
     assert!(matches!(refused, Err(StoreError::TooManyOutstanding)), "{refused:?}");
     assert_eq!(store.status(one_more.uuid).await.unwrap(), None);
-    store.insert(&one_more, true, 1_000).await.unwrap();
+    let inserted = store.insert(&one_more, true, 1_000).await.unwrap();
+    assert_eq!(sorted(inserted.superseded), sorted(tokens.iter().map(|t| t.uuid).collect()));
     assert_eq!(state(store, tokens[0].uuid).await, State::Revoked { at: 1_000 });
     assert_eq!(state(store, one_more.uuid).await, State::Unused);
 }
@@ -354,6 +402,7 @@ macro_rules! suite {
                 revoke_changes_only_unused_tokens,
                 status_reads_and_changes_nothing,
                 supersede_revokes_the_pairs_unused_tokens,
+                a_superseding_insert_reports_exactly_the_tokens_it_revoked,
                 a_full_pair_refuses_more_tokens_until_superseded,
                 expiry_is_enforced_to_the_second,
                 a_refused_expired_record_is_never_consumed,

@@ -33,8 +33,8 @@
 //! TTL only cleans up.
 
 use super::{
-    AttemptId, Cause, Consumed, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State, StoreError, Stored,
-    TokenRecord, TokenStore,
+    AttemptId, Cause, Consumed, Inserted, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State,
+    StoreError, Stored, TokenRecord, TokenStore,
 };
 use crate::contract::{PARTITION_KEY, TTL_ATTRIBUTE};
 use async_trait::async_trait;
@@ -264,7 +264,7 @@ impl DynamoStore {
     }
 
     /// A record without a pair: one conditional `PutItem`.
-    async fn put(&self, record: &TokenRecord) -> Result<(), StoreError> {
+    async fn put(&self, record: &TokenRecord) -> Result<Inserted, StoreError> {
         let reached = Reached::default();
         let put = self
             .client
@@ -281,13 +281,13 @@ impl DynamoStore {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Inserted::default()),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
                 // Our own earlier attempt, whose answer was lost, stored the same record.
                 PutItemError::ConditionalCheckFailedException(failed) => {
                     let old = failed.item.unwrap_or_default();
                     if number(&old, TTL_ATTRIBUTE) == Some(record.expiry) {
-                        Ok(())
+                        Ok(Inserted::default())
                     } else {
                         Err(StoreError::Duplicate)
                     }
@@ -301,13 +301,20 @@ impl DynamoStore {
     /// A record of a pair: one transaction with the pair's item, which lists the pair's unused
     /// tokens and carries a version, so that concurrent inserts into one pair serialize; with
     /// `supersede` the same transaction revokes the listed tokens that are still unused.
+    ///
+    /// Each revoke in the transaction is conditional on its token being unused, so when the
+    /// transaction succeeds every one of them was revoked by it: those are the uuids reported
+    /// as superseded. (The SDK's own retries resend the same request with the same client
+    /// request token, which DynamoDB applies at most once, so the list holds across them.) A
+    /// retry of the whole insert that finds its own token already stored (`failed(0)` below)
+    /// cannot know what the first attempt revoked, and reports nothing superseded.
     async fn insert_into_pair(
         &self,
         record: &TokenRecord,
         pair: &Pair,
         supersede: bool,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Inserted, StoreError> {
         let pair_key = format!("{PAIR_PREFIX}{}#{}", pair.purpose, pair.subject);
         // Tries again only after a cancelled transaction (a quick answer), and never past the
         // operation timeout in all, so the whole insert stays inside the Lambda's timeout.
@@ -352,7 +359,16 @@ impl DynamoStore {
                 .send()
                 .await;
             let error = match written {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    // The pair item lists only uuids this store wrote, so each parses; the
+                    // insert has succeeded either way, and must not be reported as failed.
+                    let superseded = if supersede {
+                        unused.iter().filter_map(|(id, _)| Uuid::parse_str(id).ok()).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    return Ok(Inserted { superseded });
+                }
                 Err(SdkError::ServiceError(e)) => e.into_err(),
                 Err(e) => return Err(reached.error(classify(e))),
             };
@@ -367,7 +383,7 @@ impl DynamoStore {
                         // The token exists: ours (a lost answer) or a collision.
                         let old = reasons[0].item.clone().unwrap_or_default();
                         return if number(&old, TTL_ATTRIBUTE) == Some(record.expiry) {
-                            Ok(())
+                            Ok(Inserted::default())
                         } else {
                             Err(StoreError::Duplicate)
                         };
@@ -537,7 +553,7 @@ impl TokenStore for DynamoStore {
         record: &TokenRecord,
         supersede: bool,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Inserted, StoreError> {
         match &record.pair {
             Some(pair) => self.insert_into_pair(record, pair, supersede, now).await,
             None => self.put(record).await,

@@ -38,8 +38,8 @@
 //! + `tokens_by_expiry`) are migrated when opened.
 
 use super::{
-    AttemptId, Cause, Consumed, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State, StoreError, Stored,
-    TokenRecord, TokenStore,
+    AttemptId, Cause, Consumed, Inserted, MAX_OUTSTANDING_PER_PAIR, Pair, Revoked, State,
+    StoreError, Stored, TokenRecord, TokenStore,
 };
 use async_trait::async_trait;
 use redb::{Database, DatabaseError, ReadableTable, Table, TableDefinition, TableHandle};
@@ -160,7 +160,7 @@ enum Request {
 /// What an operation came to, answered only after the batch's commit.
 #[derive(Debug)]
 enum Outcome {
-    Inserted,
+    Inserted(Inserted),
     Consumed(Consumed),
     Revoked(Revoked),
     Status(Option<Stored>),
@@ -269,9 +269,9 @@ impl TokenStore for EmbeddedStore {
         record: &TokenRecord,
         supersede: bool,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Inserted, StoreError> {
         match self.call(Request::Insert(record.clone(), supersede, now), self.deadline).await? {
-            Outcome::Inserted => Ok(()),
+            Outcome::Inserted(inserted) => Ok(inserted),
             other => Err(mismatch(&other)),
         }
     }
@@ -718,7 +718,7 @@ impl<'tx> Tables<'tx> {
             let previous = self.records.insert(id, self.buf.as_slice())?;
             self.changed = true;
             let Some(previous) = previous.map(|guard| guard.value().to_vec()) else {
-                return Ok(Ok(Outcome::Inserted));
+                return Ok(Ok(Outcome::Inserted(Inserted::default())));
             };
             self.records.insert(id, previous.as_slice())?;
             return Ok(same_insert(&previous, record.expiry));
@@ -727,9 +727,11 @@ impl<'tx> Tables<'tx> {
             return Ok(same_insert(found.value(), record.expiry));
         }
         let outstanding = self.outstanding(pair, now)?;
+        let mut superseded = Vec::new();
         if supersede {
             for other in outstanding {
                 self.revoke_unused(other, now)?;
+                superseded.push(Uuid::from_u128(other));
             }
             // `revoke_unused` used the buffer.
             Row::unused(record.expiry, purpose, subject).encode(&mut self.buf);
@@ -738,10 +740,11 @@ impl<'tx> Tables<'tx> {
         }
         self.by_pair()?.insert((pair.purpose.as_str(), pair.subject.as_str(), id), ())?;
         self.write(id)?;
-        Ok(Ok(Outcome::Inserted))
+        Ok(Ok(Outcome::Inserted(Inserted { superseded })))
     }
 
-    /// Changes the unused record `id` to revoked at `now`.
+    /// Changes the unused record `id` (one of [`Self::outstanding`], read in this transaction)
+    /// to revoked at `now`.
     fn revoke_unused(&mut self, id: u128, now: i64) -> Result<(), redb::Error> {
         let Some(found) = self.records.get(id)? else { return Ok(()) };
         Row::decode(found.value())?.changed(REVOKED, now, "").encode(&mut self.buf);
@@ -807,7 +810,8 @@ impl<'tx> Tables<'tx> {
 /// expiry) is a success; anything else is another token.
 fn same_insert(stored: &[u8], expiry: i64) -> Result<Outcome, StoreError> {
     match Row::decode(stored) {
-        Ok(row) if row.expiry == expiry => Ok(Outcome::Inserted),
+        // What our first attempt superseded is not recorded: report none.
+        Ok(row) if row.expiry == expiry => Ok(Outcome::Inserted(Inserted::default())),
         _ => Err(StoreError::Duplicate),
     }
 }

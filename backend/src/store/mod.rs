@@ -22,7 +22,8 @@
 //!   and exactly one of them wins;
 //! - a record bound to a [`Pair`] (a purpose and a subject) can be inserted with `supersede`:
 //!   in the same atomic step every other unused record of that pair becomes `revoked`, so that
-//!   afterwards no two tokens of the pair can both be consumed, also under concurrent issues.
+//!   afterwards no two tokens of the pair can both be consumed, also under concurrent issues;
+//!   the insert reports which ones it revoked ([`Inserted::superseded`]), for the audit trail.
 //!   A pair holds at most [`MAX_OUTSTANDING_PER_PAIR`] unused records;
 //! - `status` only reads.
 //!
@@ -56,6 +57,17 @@ pub struct TokenRecord {
     /// The purpose and subject the token is bound to, when it names both: the unit that
     /// `supersede` acts on.
     pub pair: Option<Pair>,
+}
+
+/// What an insert did, besides storing its record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// The uuids of the unused records of the pair that this insert revoked by superseding
+    /// them, in no particular order; empty without `supersede`. Each was unused and unexpired
+    /// and is now revoked, by this insert and no other call. An insert retried after a lost
+    /// answer that finds its own record reports none: what its first attempt revoked is not
+    /// recorded anywhere.
+    pub superseded: Vec<Uuid>,
 }
 
 /// A purpose and a subject, as bound into a token (`purpose` and `sub` claims).
@@ -208,8 +220,10 @@ pub enum StoreError {
 pub trait TokenStore: Send + Sync {
     /// Stores `record` as unused; with `supersede` (only for a record with a pair), every
     /// other unused record of its pair becomes revoked at `now` (epoch seconds) in the same
-    /// atomic step. When this returns `Ok`, the change is durable. Retrying an insert whose
-    /// answer was lost is safe: finding its own record (same `uuid` and `expiry`) is a success.
+    /// atomic step. When this returns `Ok`, the change is durable, and [`Inserted::superseded`]
+    /// names the records it revoked. Retrying an insert whose answer was lost is safe: finding
+    /// its own record (same `uuid` and `expiry`) is a success, which reports nothing superseded
+    /// (the first attempt's revocations are durable but no longer known).
     ///
     /// # Errors
     /// [`StoreError::Duplicate`] if a different record with the same `uuid` exists,
@@ -220,7 +234,7 @@ pub trait TokenStore: Send + Sync {
         record: &TokenRecord,
         supersede: bool,
         now: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Inserted, StoreError>;
 
     /// Atomically changes the record of `uuid` from unused to used by `attempt`, if it is
     /// unused and `now < expiry` (`now` in epoch seconds); otherwise reports what it is. Of any

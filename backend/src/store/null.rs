@@ -8,7 +8,7 @@
 //! local server selects it with the hidden `--store null`; a release build refuses `null`, and the
 //! Lambda never uses it.
 
-use super::{AttemptId, Consumed, Revoked, StoreError, Stored, TokenRecord, TokenStore};
+use super::{AttemptId, Consumed, Inserted, Revoked, StoreError, Stored, TokenRecord, TokenStore};
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -23,8 +23,8 @@ impl TokenStore for NullStore {
         _record: &TokenRecord,
         _supersede: bool,
         _now: i64,
-    ) -> Result<(), StoreError> {
-        Ok(())
+    ) -> Result<Inserted, StoreError> {
+        Ok(Inserted::default())
     }
 
     async fn revoke(&self, _uuid: Uuid, _now: i64) -> Result<Revoked, StoreError> {

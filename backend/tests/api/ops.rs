@@ -1,9 +1,10 @@
 //! Running it for real: issuer keys, rate limits, request ids, metrics, slow and idle clients,
 //! on the real server and a real port.
 
-use crate::helpers::{TestApp, assert_error};
+use crate::helpers::{TestApp, assert_error, claims_of};
 use backend::server::Config;
 use reqwest::StatusCode;
+use serde_json::json;
 use shared::Reason;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -331,11 +332,84 @@ async fn the_audit_log_names_superseded_and_revoked_tokens_with_their_purpose() 
             ("revoked", "password-reset"),
         ]
     );
-    assert_eq!(lines[2]["uuid"], lines[1]["uuid"], "superseded by the second token");
+    assert_eq!(lines[2]["uuid"], lines[0]["uuid"], "the superseded token is the first one");
+    assert_eq!(lines[2]["supersededBy"], lines[1]["uuid"], "superseded by the second token");
     assert_eq!(lines[3]["uuid"], lines[1]["uuid"]);
+    assert!(lines[3].get("supersededBy").is_none(), "{}", lines[3]);
     let text = sink.lines().join("\n");
     for secret in [&first.token, &second.token] {
         assert!(!text.contains(secret.as_str()));
     }
     assert!(!text.contains("user-42"), "the subject may name a person: {text}");
+}
+
+#[tokio::test]
+async fn a_supersede_audits_and_counts_each_token_it_revoked_and_only_those() {
+    const PURPOSE: &str = "password-reset";
+    let sink = backend::audit::LogSink::memory();
+    let audit = sink.clone();
+    let app = &TestApp::spawn_with(|c| Config { audit_log: audit, ..c }).await;
+    // `GET /tokens` for `subject`, with `X-Request-Id: request_id`; the token and its uuid.
+    let issue = |subject: &'static str, supersede: bool, request_id: &'static str| {
+        let mut query = vec![("purpose", PURPOSE), ("subject", subject)];
+        if supersede {
+            query.push(("supersede", "true"));
+        }
+        let request = app
+            .client
+            .get(format!("{}/tokens", app.base))
+            .query(&query)
+            .header("x-request-id", request_id);
+        async move {
+            let response = app.send(request).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let token = response.json::<shared::IssueResponse>().await.unwrap().token;
+            let uuid = claims_of(&token)["uuid"].as_str().unwrap().to_owned();
+            (token, uuid)
+        }
+    };
+    let audit_since = |from: usize| -> Vec<serde_json::Value> {
+        sink.lines()[from..].iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let mut outstanding =
+        vec![issue("user-42", false, "r1").await.1, issue("user-42", false, "r2").await.1];
+    outstanding.push(issue("user-42", false, "r3").await.1);
+    let (used, _) = issue("user-42", false, "r4").await;
+    assert!(app.validate_for(&used, Some(PURPOSE), Some("user-42")).await.is_valid);
+    let (_, elsewhere) = issue("user-43", false, "r5").await;
+
+    let from = sink.lines().len();
+    let (newest, newest_uuid) = issue("user-42", true, "req-supersede").await;
+    let lines = audit_since(from);
+    assert_eq!(lines.len(), 1 + 3, "{lines:#?}");
+    assert_eq!((&lines[0]["event"], &lines[0]["uuid"]), (&json!("issued"), &json!(newest_uuid)));
+    let mut superseded: Vec<&str> = Vec::new();
+    for line in &lines[1..] {
+        assert_eq!(line["event"], "superseded", "{line}");
+        assert_eq!(line["supersededBy"], newest_uuid.as_str(), "{line}");
+        assert_eq!(line["purpose"], PURPOSE, "{line}");
+        assert_eq!(line["reason"], serde_json::Value::Null, "{line}");
+        assert_eq!(line["requestId"], "req-supersede", "{line}");
+        assert_eq!(line["client"], "127.0.0.1", "{line}");
+        assert_eq!(line["time"], lines[0]["time"], "{line}");
+        superseded.push(line["uuid"].as_str().unwrap());
+    }
+    superseded.sort_unstable();
+    let mut expected: Vec<&str> = outstanding.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(superseded, expected, "the pair's three unused tokens, not {elsewhere}");
+    let text = app.metrics(None).await;
+    assert_eq!(sample(&text, "tokens_revoked_total"), Some(3.0), "{text}");
+
+    // Nothing outstanding (the newest token used; a pair never issued before): no line.
+    assert!(app.validate_for(&newest, Some(PURPOSE), Some("user-42")).await.is_valid);
+    let from = sink.lines().len();
+    issue("user-42", true, "req-nothing-left").await;
+    issue("user-44", true, "req-new-pair").await;
+    let events: Vec<String> =
+        audit_since(from).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(events, ["issued", "issued"], "no superseded line without a revocation");
+    let text = app.metrics(None).await;
+    assert_eq!(sample(&text, "tokens_revoked_total"), Some(3.0), "{text}");
+    assert!(!sink.lines().join("\n").contains("user-4"), "never a subject");
 }

@@ -120,7 +120,7 @@ async fn a_full_disk_answers_unavailable_and_the_store_recovers_by_itself() {
     let mut refused = 0;
     for _ in 0..200 {
         match store.insert(&record(2_000), false, 1_000).await {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(StoreError::Unavailable(_)) => refused += 1,
             Err(other) => panic!("a full disk must be unavailable, got {other:?}"),
         }
@@ -180,10 +180,15 @@ async fn a_stuck_fsync_ends_in_an_unknown_outcome_at_the_deadline_not_a_hang() {
 
     faults.slow_sync_ms.store(0, SeqCst);
     // The stuck commit finishes; a retry then learns that this attempt used the token. Retries
-    // before then are unknown outcomes too (each waits its own deadline behind that commit).
+    // before then wait behind that commit past their own deadline: an unknown outcome, or
+    // overloaded when the writer found them already late.
     let retried = loop {
         match store.consume(token.uuid, &attempt, 1_001).await {
-            Err(StoreError::OutcomeUnknown(_)) if started.elapsed() < Duration::from_secs(10) => {}
+            Err(StoreError::OutcomeUnknown(_) | StoreError::Overloaded)
+                if started.elapsed() < Duration::from_secs(10) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             other => break other.unwrap(),
         }
     };
@@ -312,7 +317,7 @@ async fn records_of_the_previous_format_are_migrated_with_their_states_and_pairs
     // The pair came along: a superseding issue revokes the migrated token.
     let pair = Pair { purpose: "login".into(), subject: "alice".into() };
     let newer = TokenRecord { uuid: Uuid::new_v4(), expiry: 2_000, pair: Some(pair) };
-    store.insert(&newer, true, 1_300).await.unwrap();
+    assert_eq!(store.insert(&newer, true, 1_300).await.unwrap().superseded, vec![bound]);
     assert_eq!(
         store.consume(bound, &attempt, 1_301).await.unwrap(),
         Consumed::Revoked { at: 1_300 }
