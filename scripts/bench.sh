@@ -42,8 +42,11 @@ export TOKEN_SERVICE_SECRET=bench-key-bench-key-bench-key-bench-key
 export RUST_LOG=warn
 
 pids=()
+# Server logs on tmpfs while measured (not counted as the store's disk writes), kept in $out.
+logs=$(mktemp -d /dev/shm/bench-logs-XXXX)
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  cp "$logs"/* "$out"/ 2>/dev/null || true; rm -rf "$logs"
   scripts/dynamodb-local.sh stop bench-dynamodb
 }
 trap cleanup EXIT
@@ -61,8 +64,9 @@ cargo build -j2 --release -p loadgen
 start_server() {
   local name=$1; shift
   local port data; port=$(free_port); data=$(mktemp -d "$out/data-$name-XXXX")
+  server_log=$logs/server-$name.log
   "$server" --listen "127.0.0.1:$port" --data-dir "$data" --ui-dir "$data/no-ui" "$@" \
-    > "$out/server-$name.log" 2>&1 &
+    > "$server_log" 2>&1 &
   pid=$!; pids+=("$pid"); url="http://127.0.0.1:$port"
   for _ in $(seq 1 200); do
     curl -sf "$url/health" > /dev/null && return 0
@@ -82,7 +86,8 @@ commit_counts() {
     $1 == "store_commit_writes_total" {w = $2} END {print c + 0, w + 0}'
 }
 
-# Bytes the server has caused to be written to storage (its data files; not sockets).
+# Bytes the server has caused to be written to storage: its data files only, since its log
+# (the audit lines go to stderr) is on tmpfs, and sockets do not count.
 write_bytes() { awk '$1 == "write_bytes:" {print $2}' "/proc/$pid/io"; }
 
 # measure NAME C LOADGEN-ARGS...: 1000 warm-up pairs at concurrency C (the connections the run

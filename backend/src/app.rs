@@ -412,11 +412,15 @@ fn with_ui(api: Router, ui_dir: &Path) -> Router {
     let page = ServeFile::new(index);
     let deep_link = axum::routing::any(move |request: axum::extract::Request| async move {
         let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-        if accept.is_some_and(|accept| accept.contains("text/html")) {
+        let html = accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/html"));
+        let mut response = if html {
             page.oneshot(request).await.into_response()
         } else {
             not_found().await.into_response()
-        }
+        };
+        // The answer depends on Accept: a cache must not give one client's to the other.
+        response.headers_mut().insert(header::VARY, header::ACCEPT.into());
+        response
     });
     let files = ServeDir::new(ui_dir).fallback(deep_link);
     api.fallback_service(get_service(files).fallback(not_found))

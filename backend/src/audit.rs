@@ -284,14 +284,7 @@ mod tests {
         let sink = LogSink::memory();
         let metrics = Arc::new(Metrics::new(None));
         let telemetry = Telemetry::new(sink.clone(), metrics.clone());
-        let claims = Claims {
-            uuid: uuid::Uuid::nil(),
-            iat: 1_800_000_000,
-            exp: 1_800_003_600,
-            nbf: None,
-            sub: None,
-            purpose: None,
-        };
+        let claims = claims();
         let attempt = AttemptId::generate();
         let error = ValidateError::AlreadyUsed { used_at: 1_800_000_100, own_attempt: true };
         let refused = Event::Refused {

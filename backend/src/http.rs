@@ -490,8 +490,9 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// A `405` of `/tokens` with `Allow: GET,POST` (RFC 9110 section 10.2.1): axum would list
-/// `HEAD` too, which is routed there only to be refused, and a refused `HEAD` none at all.
+/// A `405` of `/tokens` with `Allow: GET,POST` (RFC 9110 section 10.2.1), the methods `api`
+/// routes there: axum would list `HEAD` too, which is routed there only to be refused, and a
+/// refused `HEAD` none at all.
 async fn no_head_allowed(request: axum::extract::Request, next: Next) -> Response {
     let tokens = request.uri().path() == "/tokens";
     let mut response = next.run(request).await;
@@ -561,7 +562,7 @@ pub enum ApiError {
         retry_after: u64,
     },
     /// 503 past the overall request deadline: `outcome_unknown` when the request may have
-    /// changed state (a validation), else `unavailable`.
+    /// changed state (a validation or a revocation), else `unavailable`.
     #[error(
         "the request took too long and was abandoned; retry (with the same Idempotency-Key \
          for a validation)"

@@ -177,7 +177,7 @@ async fn serve(router: Router, request: Request) -> Response {
 /// `response`, with the metrics' OpenMetrics text marked as text for lambda_http, which sends a
 /// body whose content type it does not know as base64 (API Gateway would pass that on
 /// undecoded). Only the Lambda does this: the header means nothing to a local client.
-pub fn marked_for_lambda_http(mut response: Response) -> Response {
+fn marked_for_lambda_http(mut response: Response) -> Response {
     if response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t == METRICS_CONTENT_TYPE) {
         response.headers_mut().insert(
             HeaderName::from_static("x-lambda-http-content-encoding"),

@@ -192,7 +192,8 @@ pub async fn track(
 pub async fn deadline(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
     let post = request.method() == Method::POST;
     let validation = post && request.uri().path() == "/tokens";
-    let changes_state = validation || (post && request.uri().path() == "/tokens/revoke");
+    // Every POST may change a token's state but the status check, which never does.
+    let changes_state = post && request.uri().path() != "/tokens/status";
     let generated = (validation && !request.headers().contains_key(IDEMPOTENCY_KEY_HEADER))
         .then(|| HeaderValue::from_str(AttemptId::generate().as_str()).ok())
         .flatten();

@@ -4,7 +4,7 @@
 //!
 //! Each test fills [`LambdaConfig`] from a map of environment variables, builds the service
 //! through `app::build` (the Lambda's own path) over an embedded store, and drives API Gateway
-//! REST events from `tests/events/` through `lambda_http::Adapter` and `strip_stage`, as
+//! REST events from `tests/events/` through `lambda_http::Adapter` and `LambdaApp`, as
 //! `bin/token-service-lambda.rs` does. Secrets Manager is moto (`moto_server`, PyPI
 //! `moto[server]`, started per test on a free loopback port); DynamoDB is covered elsewhere.
 
@@ -12,10 +12,10 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::config::Credentials;
-use axum::Router;
 use backend::app::{Settings, StoreSettings};
 use backend::audit::LogSink;
-use backend::lambda::{LambdaConfig, marked_for_lambda_http, strip_stage};
+use backend::http::AllowedOrigins;
+use backend::lambda::{Backoff, LambdaApp, LambdaConfig};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -33,7 +33,8 @@ const GATEWAY_REQUEST_PREFIX: &str = "5e4c6a0e-93f1-4c2b-8d7a-";
 
 /// A Lambda built from `vars` with its audit and EMF lines kept in memory.
 struct TestLambda {
-    router: Router,
+    /// The function as it runs: the router behind `LambdaApp`, which also marks `/metrics` text.
+    app: LambdaApp,
     log: LogSink,
     _data: Option<tempfile::TempDir>,
 }
@@ -71,12 +72,18 @@ impl TestLambda {
             ..config.settings()
         };
         let app = backend::app::build(settings).await.map_err(|e| e.to_string())?;
-        Ok(Self { router: app.router, log, _data: None })
+        let router = app.router;
+        let app = LambdaApp::start(AllowedOrigins::None, Backoff::default(), move || {
+            let router = router.clone();
+            async move { Ok(router) }
+        })
+        .await;
+        Ok(Self { app, log, _data: None })
     }
 
     async fn invoke(&self, event: Value) -> Answer {
         let payload: LambdaRequest = serde_json::from_value(event).unwrap();
-        let app = self.router.clone().map_request(strip_stage).map_response(marked_for_lambda_http);
+        let app = self.app.clone();
         let response = Adapter::from(app)
             .oneshot(LambdaEvent::new(payload, Context::default()))
             .await

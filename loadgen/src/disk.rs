@@ -37,7 +37,7 @@ pub(crate) struct DiskArgs {
     /// 4 KiB pages written before each `fdatasync`.
     #[arg(long, default_value_t = 4)]
     pages: u64,
-    /// Print one JSON object instead of the table.
+    /// Print the JSON object on one line instead of indented.
     #[arg(long)]
     json: bool,
 }
@@ -95,7 +95,8 @@ fn measure(file: &File, args: &DiskArgs) -> std::io::Result<Measured> {
     let total = Duration::from_secs_f64(args.duration.max(0.0));
     let (start, mut offset, mut commits) = (Instant::now(), 0, 0_u64);
     let mut due = start;
-    while due - start < total {
+    // Ends on schedule, or at the duration's end when the disk cannot keep the rate.
+    while due - start < total && start.elapsed() < total {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }

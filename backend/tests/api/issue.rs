@@ -118,9 +118,14 @@ async fn with_the_ui_served_only_a_browser_gets_the_page_for_an_unknown_path() {
     let browser = app.client.get(format!("{}/some/deep/link", app.base));
     let page = app.send(browser.header("accept", "text/html,application/xhtml+xml;q=0.9")).await;
     assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["vary"], "accept", "a cache keeps the two answers apart");
     assert_eq!(page.text().await.unwrap(), "<html>ui</html>");
+    let upper = app.client.get(format!("{}/deep", app.base)).header("accept", "TEXT/HTML");
+    assert_eq!(app.send(upper).await.status(), StatusCode::OK, "media types ignore case");
     for path in ["/healthz", "/tokens/", "/api/tokens", "/metrics/"] {
-        assert_error(app.get(path).await, StatusCode::NOT_FOUND, "not_found").await;
+        let answer = app.get(path).await;
+        assert_eq!(answer.headers()["vary"], "accept", "{path}");
+        assert_error(answer, StatusCode::NOT_FOUND, "not_found").await;
     }
     let root = app.get("/").await;
     assert_eq!(root.status(), StatusCode::OK, "the page itself is a file");
