@@ -253,7 +253,7 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
     tag = "tokens",
     request_body(content = ValidateRequest, description = "Any Content-Type is read as JSON"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "This validation attempt's id: 1-128 characters of A-Za-z0-9-_.: (optionally as a quoted Structured Field string). Retries send the same key"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 130, pattern = "^(\"[A-Za-z0-9._:-]{1,128}\"|[A-Za-z0-9._:-]{1,128})$", description = "This validation attempt's id: 1-128 characters of A-Za-z0-9-_.: (optionally as a quoted Structured Field string). Retries send the same key"),
     ),
     responses(
         (status = 200, description = "Valid (`isValid: true`, maybe `replayed`) or refused (`isValid: false` with a `reason`: already_used, expired, invalid_signature, malformed_token, unknown_token, revoked, wrong_purpose, wrong_subject)", body = ValidateResponse, headers(("Cache-Control" = String, description = "no-store"))),
