@@ -423,7 +423,16 @@ fn with_ui(api: Router, ui_dir: &Path) -> Router {
         response
     });
     let files = ServeDir::new(ui_dir).fallback(deep_link);
-    api.fallback_service(get_service(files).fallback(not_found))
+    // Other methods outside the API are the JSON 404, without the `Allow: GET,HEAD` that axum
+    // would copy from the UI's method router: no method is allowed on a path that is not there.
+    api.fallback_service(get_service(files).fallback(not_found)).layer(
+        axum::middleware::map_response(|mut response: axum::response::Response| async move {
+            if response.status() == axum::http::StatusCode::NOT_FOUND {
+                response.headers_mut().remove(header::ALLOW);
+            }
+            response
+        }),
+    )
 }
 
 /// The DynamoDB store on `table`, created if `create`, else checked to exist: a missing table is

@@ -131,4 +131,7 @@ async fn with_the_ui_served_only_a_browser_gets_the_page_for_an_unknown_path() {
     assert_eq!(root.status(), StatusCode::OK, "the page itself is a file");
     let post = app.send(app.client.post(format!("{}/tokens/", app.base)).body("{}")).await;
     assert_error(post, StatusCode::NOT_FOUND, "not_found").await;
+    let delete = app.send(app.client.delete(format!("{}/api/x", app.base))).await;
+    assert!(delete.headers().get("allow").is_none(), "{:?}", delete.headers());
+    assert_error(delete, StatusCode::NOT_FOUND, "not_found").await;
 }
