@@ -28,13 +28,12 @@ use backend::store::embedded::EmbeddedStore;
 use backend::tokens::{Lifetimes, TokenService};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use lambda_http::Request;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use support::{
-    DEFAULT_TTL, LambdaAnswer, ORIGIN, Payload, SECRET, assert_lifetime, assert_valid, claims_of,
-    event, invoke_seeing_path, invoke_through, issued_expiration, now,
+    DEFAULT_TTL, LambdaAnswer, LambdaService, ORIGIN, Payload, SECRET, assert_lifetime,
+    assert_valid, claims_of, event, invoke_seeing_path, invoke_through, issued_expiration, now,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -101,16 +100,7 @@ impl TestLambda {
 
 /// Like [`invoke_through`], for the REST API events this file sends: checks the event is read
 /// as a REST API (v1) proxy event.
-async fn invoke_rest<S>(event: Value, app: S) -> LambdaAnswer
-where
-    S: tower::Service<
-            Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+async fn invoke_rest<S: LambdaService>(event: Value, app: S) -> LambdaAnswer {
     let answer = invoke_through(event, app).await;
     assert_eq!(answer.payload, Payload::Rest, "not read as a REST API event: {answer:?}");
     answer

@@ -23,6 +23,30 @@ pub const ORIGIN: &str = "https://ui.example";
 /// `GET /tokens` without `ttl`: the default lifetime, seconds.
 pub const DEFAULT_TTL: i64 = 8 * 60 * 60;
 
+/// What `lambda_http::run` accepts as the function: a service from the request it builds out of
+/// an event to an axum response, that never fails and can move between threads.
+pub trait LambdaService:
+    tower::Service<
+        Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static
+{
+}
+
+impl<S> LambdaService for S where
+    S: tower::Service<
+            Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static
+{
+}
+
 /// The two payloads a proxy integration sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payload {
@@ -41,16 +65,7 @@ impl Payload {
 
 /// Deserializes `event` as `lambda_http` does (checking it is read as the payload the file
 /// is), runs it through `app` with `lambda_http::Adapter` and serializes the response.
-pub async fn invoke_through<S>(event: Value, app: S) -> LambdaAnswer
-where
-    S: tower::Service<
-            Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+pub async fn invoke_through<S: LambdaService>(event: Value, app: S) -> LambdaAnswer {
     let payload = Payload::of(&event);
     let request: LambdaRequest = serde_json::from_value(event).unwrap();
     let read_as = match &request {
@@ -66,16 +81,7 @@ where
 
 /// Like [`invoke_through`], but also reports the path `app` was asked for (what `lambda_http`
 /// built from the event, before any `strip_stage` inside `app`).
-pub async fn invoke_seeing_path<S>(event: Value, app: S) -> (String, LambdaAnswer)
-where
-    S: tower::Service<
-            Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+pub async fn invoke_seeing_path<S: LambdaService>(event: Value, app: S) -> (String, LambdaAnswer) {
     let seen = Arc::new(Mutex::new(String::new()));
     let record = Arc::clone(&seen);
     let app = app.map_request(move |request: Request| {
