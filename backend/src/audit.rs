@@ -246,22 +246,26 @@ mod tests {
         }
     }
 
+    /// Observes `event` on fresh telemetry; the one audit line it wrote, and the metrics.
+    fn observed(event: &Event) -> (serde_json::Value, Arc<Metrics>) {
+        let (sink, metrics) = (LogSink::memory(), Arc::new(Metrics::new(None)));
+        Telemetry::new(sink.clone(), metrics.clone()).observe(event);
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        (serde_json::from_str(&lines[0]).unwrap(), metrics)
+    }
+
     #[test]
     fn a_reuse_is_its_own_event_with_the_original_use_time() {
-        let sink = LogSink::memory();
-        let telemetry = Telemetry::new(sink.clone(), Arc::new(Metrics::new(None)));
         let claims = claims();
         let attempt = AttemptId::generate();
         let error = ValidateError::AlreadyUsed { used_at: 1_800_000_100, own_attempt: false };
-        telemetry.observe(&Event::Refused {
+        let (line, _) = observed(&Event::Refused {
             claims: Some(&claims),
             attempt: &attempt,
             error: &error,
             at: 1_800_000_200,
         });
-        let lines = sink.lines();
-        assert_eq!(lines.len(), 1);
-        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(
             line,
             json!({
@@ -281,20 +285,15 @@ mod tests {
 
     #[test]
     fn the_attempt_that_used_a_token_retrying_after_its_replay_window_is_no_reuse() {
-        let sink = LogSink::memory();
-        let metrics = Arc::new(Metrics::new(None));
-        let telemetry = Telemetry::new(sink.clone(), metrics.clone());
         let claims = claims();
         let attempt = AttemptId::generate();
         let error = ValidateError::AlreadyUsed { used_at: 1_800_000_100, own_attempt: true };
-        let refused = Event::Refused {
+        let (line, metrics) = observed(&Event::Refused {
             claims: Some(&claims),
             attempt: &attempt,
             error: &error,
             at: 1_800_001_000,
-        };
-        telemetry.observe(&refused);
-        let line: serde_json::Value = serde_json::from_str(&sink.lines()[0]).unwrap();
+        });
         assert_eq!(line["event"], "refused");
         assert_eq!(line["reason"], "already_used");
         assert_eq!(line["usedAt"], "2027-01-15T08:01:40Z");
@@ -305,15 +304,10 @@ mod tests {
 
     #[test]
     fn a_superseded_token_is_named_by_its_own_uuid_and_counted_as_revoked() {
-        let sink = LogSink::memory();
-        let metrics = Arc::new(Metrics::new(None));
-        let telemetry = Telemetry::new(sink.clone(), metrics.clone());
         let newer = claims();
         let revoked = uuid::Uuid::from_u128(7);
-        telemetry.observe(&Event::Superseded { uuid: revoked, by: &newer, at: 1_800_000_000 });
-        let lines = sink.lines();
-        assert_eq!(lines.len(), 1);
-        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        let (line, metrics) =
+            observed(&Event::Superseded { uuid: revoked, by: &newer, at: 1_800_000_000 });
         assert_eq!(
             line,
             json!({
