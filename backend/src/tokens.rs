@@ -595,17 +595,20 @@ mod tests {
 
     struct Fixture {
         service: TokenService,
+        /// The service's store, for other services over the same records.
+        store: Arc<dyn TokenStore>,
         clock: Arc<ManualClock>,
         _dir: tempfile::TempDir,
     }
 
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(EmbeddedStore::open(dir.path().join("t.redb")).unwrap());
+        let store: Arc<dyn TokenStore> =
+            Arc::new(EmbeddedStore::open(dir.path().join("t.redb")).unwrap());
         let clock = Arc::new(ManualClock::at(NOW));
         let key = SigningKey::parse(KEY).unwrap();
-        let service = TokenService::new(&key, store, clock.clone(), Lifetimes::default());
-        Fixture { service, clock, _dir: dir }
+        let service = TokenService::new(&key, store.clone(), clock.clone(), Lifetimes::default());
+        Fixture { service, store, clock, _dir: dir }
     }
 
     /// Signs `claims` with `header` and `key`, bypassing the service (an attacker's token, or
@@ -987,8 +990,8 @@ mod tests {
     }
 
     /// A service over `f`'s store and clock with `keys`.
-    fn service_with(f: &Fixture, store: Arc<dyn TokenStore>, keys: KeyRing) -> TokenService {
-        TokenService::new(keys.current(), store, f.clock.clone(), Lifetimes::default())
+    fn service_with(f: &Fixture, keys: KeyRing) -> TokenService {
+        TokenService::new(keys.current(), f.store.clone(), f.clock.clone(), Lifetimes::default())
             .with_keys(keys)
     }
 
@@ -1003,15 +1006,12 @@ mod tests {
     #[tokio::test]
     async fn a_token_issued_before_a_rotation_validates_once_while_its_key_is_kept() {
         let f = fixture();
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn TokenStore> =
-            Arc::new(EmbeddedStore::open(dir.path().join("r.redb")).unwrap());
         let (a, b) = (SigningKey::parse(KEY).unwrap(), SigningKey::parse(&[9; 32]).unwrap());
-        let before = service_with(&f, store.clone(), KeyRing::new(a.clone()));
+        let before = service_with(&f, KeyRing::new(a.clone()));
         let (kept, dropped) =
             (before.issue(None).await.unwrap(), before.issue(None).await.unwrap());
 
-        let rotated = service_with(&f, store.clone(), KeyRing::new(b.clone()).with_previous([a]));
+        let rotated = service_with(&f, KeyRing::new(b.clone()).with_previous([a]));
         let new = rotated.issue(None).await.unwrap();
         let header = jsonwebtoken::decode_header(&new.token).unwrap();
         assert_eq!(header.kid.as_deref(), Some(b.kid()));
@@ -1022,7 +1022,7 @@ mod tests {
             "{again:?}"
         );
 
-        let only_b = service_with(&f, store, KeyRing::new(b));
+        let only_b = service_with(&f, KeyRing::new(b));
         let refused = only_b.validate(&dropped.token, &AttemptId::generate()).await;
         assert!(matches!(refused, Err(ValidateError::InvalidSignature)), "{refused:?}");
         assert!(only_b.validate(&new.token, &AttemptId::generate()).await.is_ok());
@@ -1031,16 +1031,13 @@ mod tests {
     #[tokio::test]
     async fn a_token_without_kid_from_before_key_ids_validates_once_after_a_rotation() {
         let f = fixture();
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn TokenStore> =
-            Arc::new(EmbeddedStore::open(dir.path().join("r.redb")).unwrap());
         let (a, b) = (SigningKey::parse(KEY).unwrap(), SigningKey::parse(&[9; 32]).unwrap());
-        let rotated = service_with(&f, store.clone(), KeyRing::new(b).with_previous([a]));
+        let rotated = service_with(&f, KeyRing::new(b).with_previous([a]));
         let claims = |uuid: Uuid| json!({"uuid": uuid, "iat": NOW, "exp": NOW + 60});
         let (old, stranger) = (Uuid::new_v4(), Uuid::new_v4());
         for uuid in [old, stranger] {
             let record = TokenRecord { uuid, expiry: NOW + 60, pair: None };
-            store.insert(&record, false, NOW).await.unwrap();
+            f.store.insert(&record, false, NOW).await.unwrap();
         }
         let header = json!({"alg": "HS256", "typ": "JWT"});
         let token = sign(header.clone(), claims(old), KEY);
