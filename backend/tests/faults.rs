@@ -33,12 +33,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/dynamodb_local.rs"]
+mod dynamodb_local;
+
+use aws_config::SdkConfig;
 use aws_config::retry::ErrorKind;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Router;
@@ -49,7 +51,7 @@ use backend::keys::SigningKey;
 use backend::lambda::strip_stage;
 use backend::store::dynamodb::{
     ATTEMPT_ID, ATTEMPT_TIMEOUT, DynamoStore, MAX_ATTEMPTS, OPERATION_TIMEOUT, STATE, UNUSED, USED,
-    USED_AT, https_client,
+    USED_AT,
 };
 use backend::tokens::{Lifetimes, TokenService};
 use base64::Engine;
@@ -124,29 +126,15 @@ fn endpoint() -> String {
     })
 }
 
-/// SDK configuration for `endpoint`, built field by field like the service's `sdk_config`
-/// (its HTTPS client, standard retries, connect timeout) with the given retries and timeouts.
-/// Nothing is read from the environment, profile files or the instance metadata service: a
-/// loader (`aws_config::defaults`) would fall back to those for anything not given, and IMDS
-/// is off limits here.
+/// SDK configuration for `endpoint` (the proxy, or DynamoDB Local itself) with the given
+/// retries, the service's connect timeout, and the given attempt and call timeouts.
 fn sdk_config(endpoint: &str, retry: RetryConfig, attempt: Duration, call: Duration) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(https_client())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "local", "local", None, None, "faults",
-        )))
-        .retry_config(retry)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(attempt)
-                .operation_timeout(call)
-                .build(),
-        )
-        .build()
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(call)
+        .build();
+    dynamodb_local::sdk_config(endpoint, retry, timeouts)
 }
 
 /// The service's own SDK settings, pointed at `endpoint`.

@@ -15,10 +15,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/dynamodb_local.rs"]
+mod dynamodb_local;
+
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
-use backend::store::dynamodb::{DynamoStore, OPERATION_TIMEOUT, https_client};
+use backend::store::dynamodb::{DynamoStore, OPERATION_TIMEOUT};
 use futures::future::join_all;
 use reqwest::{Client, StatusCode, header};
 use shared::{IssueResponse, Reason, ValidateRequest, ValidateResponse};
@@ -114,16 +116,9 @@ impl DynamoLocal {
     /// timeout, which would fail the server's start. The server's `--create-table` then finds
     /// the table.
     async fn create_table(&self) {
-        let config = SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(https_client())
-            .endpoint_url(self.endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "local", "local", None, None, "outage",
-            )))
-            .timeout_config(TimeoutConfig::builder().operation_timeout(STARTUP).build())
-            .build();
+        let timeouts = TimeoutConfig::builder().operation_timeout(STARTUP).build();
+        let config =
+            dynamodb_local::sdk_config(&self.endpoint(), RetryConfig::standard(), timeouts);
         DynamoStore::new(&config, TABLE).create_table_if_missing().await.unwrap();
     }
 
