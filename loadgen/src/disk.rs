@@ -9,7 +9,7 @@
 //! delays the store's next batch). Run at the open loop's measured fsyncs/s, the second is the
 //! lowest commit latency any single-writer store on this disk could reach at that rate.
 
-use crate::{MAX_MICROS, ms};
+use crate::{MAX_MICROS, latency_json};
 use clap::Args;
 use hdrhistogram::Histogram;
 use std::fs::{File, OpenOptions};
@@ -70,8 +70,8 @@ pub(crate) fn run(args: &DiskArgs) -> Result<bool, String> {
         "commits": commits,
         "seconds": elapsed.as_secs_f64(),
         "commits_per_s": commits as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
-        "fdatasync": quantiles(&service),
-        "from_due": quantiles(&from_due),
+        "fdatasync": latency_json(&service),
+        "from_due": latency_json(&from_due),
     });
     if args.json {
         println!("{figures}");
@@ -114,13 +114,4 @@ fn measure(file: &File, args: &DiskArgs) -> std::io::Result<Measured> {
         due += interval;
     }
     Ok((service, from_due, commits, start.elapsed()))
-}
-
-fn quantiles(histogram: &Histogram<u64>) -> serde_json::Value {
-    serde_json::json!({
-        "p50_ms": ms(histogram, 0.5),
-        "p99_ms": ms(histogram, 0.99),
-        "p999_ms": ms(histogram, 0.999),
-        "max_ms": histogram.max() as f64 / 1000.0,
-    })
 }

@@ -399,6 +399,15 @@ fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
+/// A histogram of microseconds as JSON: p50, p90, p99, p99.9, max and mean, in milliseconds.
+fn latency_json(h: &Histogram<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "p50_ms": ms(h, 0.5), "p90_ms": ms(h, 0.9), "p99_ms": ms(h, 0.99),
+        "p999_ms": ms(h, 0.999), "max_ms": h.max() as f64 / 1000.0,
+        "mean_ms": h.mean() / 1000.0,
+    })
+}
+
 impl Report<'_> {
     fn pairs_per_second(&self) -> f64 {
         self.tally.sent as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
@@ -470,13 +479,6 @@ impl Report<'_> {
 
     fn json(&self) -> serde_json::Value {
         let (t, a) = (self.tally, self.args);
-        let latency = |h: &Histogram<u64>| {
-            serde_json::json!({
-                "p50_ms": ms(h, 0.5), "p90_ms": ms(h, 0.9), "p99_ms": ms(h, 0.99),
-                "p999_ms": ms(h, 0.999), "max_ms": h.max() as f64 / 1000.0,
-                "mean_ms": h.mean() / 1000.0,
-            })
-        };
         serde_json::json!({
             "mode": if a.rate.is_some() { "open" } else { "closed" },
             "rate": a.rate,
@@ -484,10 +486,10 @@ impl Report<'_> {
             "concurrency": a.concurrency,
             "seconds": self.elapsed.as_secs_f64(),
             "pairs_per_s": self.pairs_per_second(),
-            "issue": latency(&t.issue),
-            "validate": latency(&t.validate),
-            "all": latency(&self.both()),
-            "pair": latency(&t.pair),
+            "issue": latency_json(&t.issue),
+            "validate": latency_json(&t.validate),
+            "all": latency_json(&self.both()),
+            "pair": latency_json(&t.pair),
             "server_cpu_s": self.server_cpu,
             "server_cpu_us_per_pair": self.server_cpu.map(|cpu| self.per_pair_us(cpu)),
             "loadgen_cpu_s": self.loadgen_cpu,

@@ -11,7 +11,7 @@
 //! Control by signal: SIGUSR1 starts a new measuring window (after a warm-up), SIGTERM or
 //! SIGINT prints the current window's figures as one JSON object on stdout and exits.
 
-use crate::MAX_MICROS;
+use crate::{MAX_MICROS, latency_json};
 use clap::Args;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
@@ -45,16 +45,11 @@ impl Window {
     }
 
     fn json(&self) -> serde_json::Value {
-        let h = &self.exchanges;
-        let ms = |q| h.value_at_quantile(q) as f64 / 1000.0;
         serde_json::json!({
             "seconds": self.started.elapsed().as_secs_f64(),
             "connections_opened": self.connections,
-            "exchanges": h.len(),
-            "exchange_ms": {
-                "p50_ms": ms(0.5), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0,
-                "mean_ms": h.mean() / 1000.0,
-            },
+            "exchanges": self.exchanges.len(),
+            "exchange_ms": latency_json(&self.exchanges),
         })
     }
 }
