@@ -173,16 +173,12 @@ fn a_new_data_directory_and_its_files_are_for_the_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let parent = tempfile::tempdir().unwrap();
     let data = parent.path().join("new");
-    let mut child = command(&data).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("token-service listening on "), "{line}");
+    let server = Process::start(&data);
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join(backend::server::STORE_FILE)), 0o600);
     assert_eq!(mode(&data.join(backend::server::KEY_FILE)), 0o600);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill_9();
 }
 
 #[tokio::test]
