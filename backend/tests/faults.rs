@@ -53,6 +53,7 @@ use backend::store::dynamodb::{
     ATTEMPT_ID, ATTEMPT_TIMEOUT, DynamoStore, MAX_ATTEMPTS, OPERATION_TIMEOUT, STATE, UNUSED, USED,
     USED_AT,
 };
+use backend::store::{Pair, State, StoreError, TokenRecord, TokenStore};
 use backend::tokens::{Lifetimes, TokenService};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -87,6 +88,8 @@ use uuid::Uuid;
 const UPDATE_ITEM: &str = "DynamoDB_20120810.UpdateItem";
 /// `X-Amz-Target` of DynamoDB's PutItem: the service's insert.
 const PUT_ITEM: &str = "DynamoDB_20120810.PutItem";
+/// `X-Amz-Target` of DynamoDB's TransactWriteItems: an insert into a purpose and subject pair.
+const TRANSACT_WRITE_ITEMS: &str = "DynamoDB_20120810.TransactWriteItems";
 /// Faults on every attempt the SDK makes in one call (its standard retries).
 const EVERY_ATTEMPT: usize = MAX_ATTEMPTS as usize;
 /// How long a delayed answer is held: past the SDK's attempt timeout.
@@ -141,6 +144,41 @@ fn sdk_config(endpoint: &str, retry: RetryConfig, attempt: Duration, call: Durat
 fn service_sdk_config(endpoint: &str) -> SdkConfig {
     let retry = RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS);
     sdk_config(endpoint, retry, ATTEMPT_TIMEOUT, OPERATION_TIMEOUT)
+}
+
+/// A superseding insert (one `TransactWriteItems`) whose answers are lost, at the store: with
+/// the first answer lost, the SDK's retry (same client request token) settles it and the
+/// store reports exactly the token it revoked; with every answer lost it is an unknown outcome,
+/// and the transaction, applied once, revoked the older token once and stored the new one.
+#[tokio::test]
+async fn a_superseding_insert_under_lost_answers_revokes_once_and_reports_what_it_revoked() {
+    let (db, proxy) = (Db::fresh().await, Proxy::start(&endpoint()).await);
+    let store = DynamoStore::new(&service_sdk_config(&proxy.url), &db.table);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let pair = Pair { purpose: "password-reset".into(), subject: format!("u-{}", Uuid::new_v4()) };
+    let paired =
+        || TokenRecord { uuid: Uuid::new_v4(), expiry: now + 600, pair: Some(pair.clone()) };
+    let (old, new, newer) = (paired(), paired(), paired());
+    let state = |uuid| {
+        let store = &store;
+        async move { store.status(uuid).await.unwrap().unwrap().state }
+    };
+    store.insert(&old, false, now).await.unwrap();
+
+    proxy.arm(TRANSACT_WRITE_ITEMS, Fault::LostAnswer, 1);
+    let inserted = store.insert(&new, true, now).await;
+    assert_eq!(proxy.disarm(TRANSACT_WRITE_ITEMS), 0, "the first answer was lost");
+    assert_eq!(inserted.unwrap().superseded, [old.uuid]);
+    assert_eq!(state(old.uuid).await, State::Revoked { at: now });
+    assert_eq!(state(new.uuid).await, State::Unused);
+
+    proxy.arm(TRANSACT_WRITE_ITEMS, Fault::LostAnswer, EVERY_ATTEMPT);
+    let unknown = store.insert(&newer, true, now).await;
+    proxy.disarm(TRANSACT_WRITE_ITEMS);
+    assert!(matches!(unknown, Err(StoreError::OutcomeUnknown(_))), "{unknown:?}");
+    assert_eq!(state(new.uuid).await, State::Revoked { at: now });
+    assert_eq!(state(newer.uuid).await, State::Unused);
+    assert_eq!(state(old.uuid).await, State::Revoked { at: now }, "revoked once, unchanged");
 }
 
 // ---------------------------------------------------------------------------------------------
