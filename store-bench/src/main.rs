@@ -1,21 +1,30 @@
 //! Server CPU per durable write for the token store's access pattern, in three engines:
 //! - `redb`: what the embedded store uses (a copy-on-write B-tree, one file);
 //! - `fjall`: an LSM tree with a write-ahead journal;
-//! - `fdatasync`: no database, one 4 KiB page written and synced per commit: the floor of any
-//!   store that answers only after its commit is on disk.
+//! - `fdatasync`: no database, one 4 KiB page written in place into a preallocated, already
+//!   synced file, then `fdatasync`: the least a store can do per commit if it answers only
+//!   after its commit is on disk (no file-size or extent change to journal).
 //!
 //! Each commit holds `BATCH` writes: half are issues (a new 19-byte row under a fresh UUID key),
 //! half consumes of the tokens issued one commit earlier (a read, then a 60-byte row), as the
 //! embedded store's writer batches them under load; every commit is synced before the next
 //! starts (redb `Durability::Immediate`, fjall `PersistMode::SyncData`). The table starts with
-//! `PRELOAD` rows. CPU is this process's user and system time (`getrusage`), so the kernel's
-//! work for each `pwrite` and `fdatasync` counts, as it does in the server's.
+//! `PRELOAD` rows. CPU is this process's user and system time (`getrusage`, every thread), so
+//! the kernel's work for each `pwrite` and `fdatasync` counts, as it does in the server's. The
+//! window holds the measured commits only: not the preload, not opening or closing.
 //!
-//! Usage: `store-bench [BATCH] [COMMITS]` (default 20 and 2000; the service's measured batch at
-//! 64 connections is about 20 writes per commit). Keys are random (UUIDv4, as the service's) and
-//! then time-ordered (UUIDv7) for comparison. Files go to a temporary directory under the
-//! current directory, on the disk being measured (not `/tmp`, which may be tmpfs).
+//! fjall's memtable is set to 1 MiB (its default is 64 MiB) so that a run this short pays for
+//! some flushes and compactions, as a long-running store does; its figures are still a lower
+//! bound, since a long-lived tree compacts more levels.
+//!
+//! Usage: `store-bench [BATCH] [COMMITS]` (default 20 and 2000; BATCH is even, at least 2; the
+//! service's measured batch at 64 connections is 17-31 writes per commit). Keys are random
+//! (UUIDv4, as the service's), then time-ordered (UUIDv7) for comparison. Files go to a
+//! temporary directory under the current directory, on the disk being measured (`/tmp` may be
+//! tmpfs).
 
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Instant;
 
 /// Rows in the table before the measured commits.
@@ -24,27 +33,25 @@ const PRELOAD: usize = 100_000;
 /// the embedded store.
 const UNUSED: [u8; 19] = [0; 19];
 const USED: [u8; 60] = [1; 60];
+/// fjall's memtable, bytes.
+const FJALL_MEMTABLE: u64 = 1 << 20;
+
+#[derive(Clone, Copy)]
+enum Engine {
+    Fdatasync,
+    Redb,
+    Fjall,
+}
 
 /// User and system CPU of this process so far, microseconds.
 fn cpu_us() -> (f64, f64) {
-    // SAFETY: getrusage writes one plain struct; zeroed is a valid value for it.
+    // SAFETY: `rusage` is a plain C struct of integers, for which all zeroes is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    // SAFETY: `usage` is a valid, writable `rusage` for the duration of the call.
+    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(status, 0, "getrusage: {}", std::io::Error::last_os_error());
     let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
     (us(usage.ru_utime), us(usage.ru_stime))
-}
-
-/// The keys: `PRELOAD` rows, then `half` new ones per commit (plus one commit's worth issued
-/// before the first measured commit, for its consumes).
-fn keys(half: usize, commits: usize, ordered: bool) -> Vec<u128> {
-    let new = || if ordered { uuid::Uuid::now_v7() } else { uuid::Uuid::new_v4() };
-    (0..PRELOAD + half * (commits + 1)).map(|_| new().as_u128()).collect()
-}
-
-/// For commit `n`: the keys it issues and the keys it consumes (issued by commit `n - 1`).
-fn commit_keys(keys: &[u128], half: usize, n: usize) -> (&[u128], &[u128]) {
-    let at = PRELOAD + half * n;
-    (&keys[at + half..at + 2 * half], &keys[at..at + half])
 }
 
 /// CPU and wall time from `start` on, microseconds.
@@ -65,8 +72,22 @@ impl Meter {
     }
 }
 
-fn redb(dir: &std::path::Path, keys: &[u128], half: usize, commits: usize) -> Meter {
-    use redb::{Database, ReadableTable, TableDefinition};
+/// The keys: `PRELOAD` rows, then `half` new ones per commit (plus one commit's worth issued
+/// before the first measured commit, for its consumes).
+fn keys(half: usize, commits: usize, ordered: bool) -> Vec<u128> {
+    let new = || if ordered { uuid::Uuid::now_v7() } else { uuid::Uuid::new_v4() };
+    (0..PRELOAD + half * (commits + 1)).map(|_| new().as_u128()).collect()
+}
+
+/// For commit `n`: the keys it issues and the keys it consumes (issued by commit `n - 1`).
+fn commit_keys(keys: &[u128], half: usize, n: usize) -> (&[u128], &[u128]) {
+    let at = PRELOAD + half * n;
+    (&keys[at + half..at + 2 * half], &keys[at..at + half])
+}
+
+/// The measured commits in redb; returns `(user, system, wall)` microseconds.
+fn run_redb(dir: &Path, keys: &[u128], half: usize, commits: usize) -> (f64, f64, f64) {
+    use redb::{Database, Durability, ReadableTable, TableDefinition};
     let table: TableDefinition<u128, &[u8]> = TableDefinition::new("token_records");
     let db = Database::create(dir.join("tokens.redb")).expect("create");
     let tx = db.begin_write().expect("begin");
@@ -80,7 +101,8 @@ fn redb(dir: &std::path::Path, keys: &[u128], half: usize, commits: usize) -> Me
     let meter = Meter::start();
     for n in 0..commits {
         let (issued, consumed) = commit_keys(keys, half, n);
-        let tx = db.begin_write().expect("begin");
+        let mut tx = db.begin_write().expect("begin");
+        tx.set_durability(Durability::Immediate).expect("durability");
         {
             let mut rows = tx.open_table(table).expect("table");
             for (new, old) in issued.iter().zip(consumed) {
@@ -92,13 +114,15 @@ fn redb(dir: &std::path::Path, keys: &[u128], half: usize, commits: usize) -> Me
         }
         tx.commit().expect("commit");
     }
-    meter
+    meter.read()
 }
 
-fn fjall(dir: &std::path::Path, keys: &[u128], half: usize, commits: usize) -> Meter {
+/// The measured commits in fjall; returns `(user, system, wall)` microseconds.
+fn run_fjall(dir: &Path, keys: &[u128], half: usize, commits: usize) -> (f64, f64, f64) {
     use fjall::{Database, KeyspaceCreateOptions, PersistMode};
     let db = Database::builder(dir.join("fjall")).open().expect("open");
-    let rows = db.keyspace("token_records", KeyspaceCreateOptions::default).expect("keyspace");
+    let options = || KeyspaceCreateOptions::default().max_memtable_size(FJALL_MEMTABLE);
+    let rows = db.keyspace("token_records", options).expect("keyspace");
     for key in &keys[..PRELOAD + half] {
         rows.insert(key.to_be_bytes(), UNUSED).expect("insert");
     }
@@ -116,47 +140,72 @@ fn fjall(dir: &std::path::Path, keys: &[u128], half: usize, commits: usize) -> M
         batch.commit().expect("commit");
         db.persist(PersistMode::SyncData).expect("persist");
     }
-    meter
+    meter.read()
 }
 
-fn fdatasync(dir: &std::path::Path, commits: usize) -> Meter {
+/// The measured commits as bare page writes; returns `(user, system, wall)` microseconds.
+fn run_fdatasync(dir: &Path, commits: usize) -> (f64, f64, f64) {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::create(dir.join("pages")).expect("create");
     let page = [7u8; 4096];
+    // Written and synced first, so the measured writes change no size and no extent.
+    file.write_all_at(&vec![0; commits * page.len()], 0).expect("preallocate");
+    file.sync_all().expect("fsync");
     let meter = Meter::start();
     for n in 0..commits {
         file.write_all_at(&page, (n * page.len()) as u64).expect("write");
         file.sync_data().expect("fdatasync");
     }
-    meter
+    meter.read()
 }
 
-fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("a number"));
-    let batch = args.next().unwrap_or(20).max(2);
-    let commits = args.next().unwrap_or(2000);
+fn main() -> ExitCode {
+    let usage = "usage: store-bench [BATCH] [COMMITS]  (BATCH even, at least 2; COMMITS above 0)";
+    let args: Result<Vec<usize>, _> = std::env::args().skip(1).map(|a| a.parse()).collect();
+    let (batch, commits) = match args.as_deref() {
+        Ok([]) => (20, 2000),
+        Ok([batch]) => (*batch, 2000),
+        Ok([batch, commits]) => (*batch, *commits),
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if batch < 2 || batch % 2 == 1 || commits == 0 {
+        eprintln!("{usage}");
+        return ExitCode::FAILURE;
+    }
     let half = batch / 2;
-    let writes = (half * 2 * commits) as f64;
-    println!("{commits} commits of {} writes each, {PRELOAD} rows before", half * 2);
+    let writes = (batch * commits) as f64;
+    println!("{commits} commits of {batch} writes each, {PRELOAD} rows before");
     println!(
         "{:<22} {:>10} {:>10} {:>10} {:>12}",
         "engine, keys", "user us", "system us", "CPU us", "wall us"
     );
-    for (engine, ordered) in
-        [("fdatasync", false), ("redb", false), ("fjall", false), ("redb", true), ("fjall", true)]
-    {
+    let runs = [
+        (Engine::Fdatasync, false),
+        (Engine::Redb, false),
+        (Engine::Fjall, false),
+        (Engine::Redb, true),
+        (Engine::Fjall, true),
+    ];
+    for (engine, ordered) in runs {
         let keys = keys(half, commits, ordered);
         let dir = tempfile::tempdir_in(".").expect("a temporary directory here");
-        let meter = match engine {
-            "redb" => redb(dir.path(), &keys, half, commits),
-            "fjall" => fjall(dir.path(), &keys, half, commits),
-            _ => fdatasync(dir.path(), commits),
+        let (user, sys, wall) = match engine {
+            Engine::Redb => run_redb(dir.path(), &keys, half, commits),
+            Engine::Fjall => run_fjall(dir.path(), &keys, half, commits),
+            Engine::Fdatasync => run_fdatasync(dir.path(), commits),
         };
-        let (user, sys, wall) = meter.read();
+        let name = match engine {
+            Engine::Fdatasync => "fdatasync",
+            Engine::Redb => "redb",
+            Engine::Fjall => "fjall",
+        };
         let label = match (engine, ordered) {
-            ("fdatasync", _) => "fdatasync, no database".to_owned(),
-            (_, false) => format!("{engine}, UUIDv4"),
-            (_, true) => format!("{engine}, UUIDv7"),
+            (Engine::Fdatasync, _) => "fdatasync, no database".to_owned(),
+            (_, false) => format!("{name}, UUIDv4"),
+            (_, true) => format!("{name}, UUIDv7"),
         };
         let per_write = |us: f64| us / writes;
         println!(
@@ -168,4 +217,5 @@ fn main() {
         );
     }
     println!("(per write; a validated token costs two: its issue and its consume)");
+    ExitCode::SUCCESS
 }
