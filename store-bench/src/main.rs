@@ -75,14 +75,14 @@ impl Meter {
         Self { started: Instant::now(), cpu: cpu_us() }
     }
 
-    /// The run so far.
-    fn read(&self, note: String) -> Run {
+    /// The run so far, with no note.
+    fn read(&self) -> Run {
         let (user, sys) = cpu_us();
         Run {
             user: user - self.cpu.0,
             sys: sys - self.cpu.1,
             wall: self.started.elapsed().as_secs_f64() * 1e6,
-            note,
+            note: String::new(),
         }
     }
 }
@@ -129,7 +129,7 @@ fn run_redb(dir: &Path, keys: &[u128], half: usize, commits: usize) -> Run {
         }
         tx.commit().expect("commit");
     }
-    meter.read(String::new())
+    meter.read()
 }
 
 /// The measured commits in fjall.
@@ -161,7 +161,7 @@ fn run_fjall(dir: &Path, keys: &[u128], half: usize, commits: usize) -> Run {
         batch.commit().expect("commit");
         db.persist(PersistMode::SyncData).expect("persist");
     }
-    let run = meter.read(String::new());
+    let run = meter.read();
     let note = format!(
         "  (tables {tables} -> {}, compactions {})",
         rows.table_count(),
@@ -183,7 +183,7 @@ fn run_fdatasync(dir: &Path, commits: usize) -> Run {
         file.write_all_at(&page, (n * page.len()) as u64).expect("write");
         file.sync_data().expect("fdatasync");
     }
-    meter.read(String::new())
+    meter.read()
 }
 
 fn main() -> ExitCode {
@@ -209,30 +209,20 @@ fn main() -> ExitCode {
         "{:<22} {:>10} {:>10} {:>10} {:>12}",
         "engine, keys", "user us", "system us", "CPU us", "wall us"
     );
+    // (engine, time-ordered keys, label)
     let runs = [
-        (Engine::Fdatasync, false),
-        (Engine::Redb, false),
-        (Engine::Fjall, false),
-        (Engine::Redb, true),
-        (Engine::Fjall, true),
+        (Engine::Fdatasync, false, "fdatasync, no database"),
+        (Engine::Redb, false, "redb, UUIDv4"),
+        (Engine::Fjall, false, "fjall, UUIDv4"),
+        (Engine::Redb, true, "redb, UUIDv7"),
+        (Engine::Fjall, true, "fjall, UUIDv7"),
     ];
-    for (engine, ordered) in runs {
-        let keys = keys(half, commits, ordered);
+    for (engine, ordered, label) in runs {
         let dir = tempfile::tempdir_in(".").expect("a temporary directory here");
         let run = match engine {
-            Engine::Redb => run_redb(dir.path(), &keys, half, commits),
-            Engine::Fjall => run_fjall(dir.path(), &keys, half, commits),
+            Engine::Redb => run_redb(dir.path(), &keys(half, commits, ordered), half, commits),
+            Engine::Fjall => run_fjall(dir.path(), &keys(half, commits, ordered), half, commits),
             Engine::Fdatasync => run_fdatasync(dir.path(), commits),
-        };
-        let name = match engine {
-            Engine::Fdatasync => "fdatasync",
-            Engine::Redb => "redb",
-            Engine::Fjall => "fjall",
-        };
-        let label = match (engine, ordered) {
-            (Engine::Fdatasync, _) => "fdatasync, no database".to_owned(),
-            (_, false) => format!("{name}, UUIDv4"),
-            (_, true) => format!("{name}, UUIDv7"),
         };
         let per_write = |us: f64| us / writes;
         println!(
