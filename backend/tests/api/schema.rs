@@ -267,20 +267,15 @@ impl Recorder {
         let (method, path) =
             (request.method().as_str().to_owned(), request.url().path().to_owned());
         let again = (method == "GET" && path != "/tokens").then(|| request.try_clone()).flatten();
-        let mut response = client.execute(request).await.unwrap();
-        let (mut status, mut version, mut headers) =
-            (response.status(), response.version(), response.headers().clone());
-        let mut body = response.bytes().await.unwrap();
-        if let Some(again) = again.filter(|_| emulator_failure(status, &body)) {
+        let mut answer = exchange(&client, request).await;
+        if let Some(again) = again.filter(|_| emulator_failure(answer.0, &answer.3)) {
             eprintln!(
                 "GET {path}: cargo lambda watch answered 500 itself ({}); sent once more",
-                String::from_utf8_lossy(&body)
+                String::from_utf8_lossy(&answer.3)
             );
-            response = client.execute(again).await.unwrap();
-            (status, version, headers) =
-                (response.status(), response.version(), response.headers().clone());
-            body = response.bytes().await.unwrap();
+            answer = exchange(&client, again).await;
         }
+        let (status, version, headers, body) = answer;
         self.record(Recorded {
             method,
             path,
@@ -309,6 +304,17 @@ impl Recorder {
         let seen = self.seen.lock().unwrap();
         seen.iter().flat_map(|answer| document.check(answer, self.serves_ui)).collect()
     }
+}
+
+/// Sends `request` and reads the whole answer: status, version, headers, body.
+async fn exchange(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+) -> (reqwest::StatusCode, reqwest::Version, HeaderMap, axum::body::Bytes) {
+    let response = client.execute(request).await.unwrap();
+    let (status, version, headers) =
+        (response.status(), response.version(), response.headers().clone());
+    (status, version, headers, response.bytes().await.unwrap())
 }
 
 /// Whether an answer is `cargo lambda watch`'s own failure rather than the function's: a `500`
